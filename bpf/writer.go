@@ -1,0 +1,189 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/pci-segment/pci-segment/policy"
+)
+
+// PolicyMaps are the maps a policy set is written to.
+type PolicyMaps struct {
+	Addr4, Addr6, Ports, Selector, Halves, Info *ebpf.Map
+}
+
+// Capacity is how many entries one half of each trie holds: the tries are
+// shared by both halves, so a half gets half of each map.
+type Capacity struct {
+	Addr4, Addr6, Ports int
+}
+
+// Capacity reports the per-half capacity of the maps.
+func (pm *PolicyMaps) Capacity() Capacity {
+	return Capacity{
+		Addr4: int(pm.Addr4.MaxEntries() / 2),
+		Addr6: int(pm.Addr6.MaxEntries() / 2),
+		Ports: int(pm.Ports.MaxEntries() / 2),
+	}
+}
+
+// Active returns the half the datapath reads now.
+func (pm *PolicyMaps) Active() (uint32, error) {
+	var sel DatapathSelectorValue
+	if err := pm.Selector.Lookup(uint32(0), &sel); err != nil {
+		return 0, fmt.Errorf("read selector: %w", err)
+	}
+	return sel.Active & 1, nil
+}
+
+// Apply makes c the policy in force as generation gen: it checks that c fits,
+// clears and writes the inactive half, then flips the selector with a single
+// write. A set that does not fit is refused before any map write, so the
+// policy in force stays.
+//
+// The inactive half is rewritten only here, after the previous flip: a caller
+// that applies twice in a row must make sure no program still reads the half
+// (the flip happened a grace period ago).
+func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) error {
+	var n4, n6 int
+	for _, a := range c.Addrs {
+		if a.Prefix.Addr().Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	capa := pm.Capacity()
+	switch {
+	case n4 > capa.Addr4:
+		return fmt.Errorf("policy set needs %d IPv4 prefix entries, the datapath holds %d", n4, capa.Addr4)
+	case n6 > capa.Addr6:
+		return fmt.Errorf("policy set needs %d IPv6 prefix entries, the datapath holds %d", n6, capa.Addr6)
+	case len(c.Ports) > capa.Ports:
+		return fmt.Errorf("policy set needs %d port entries, the datapath holds %d", len(c.Ports), capa.Ports)
+	}
+
+	active, err := pm.Active()
+	if err != nil {
+		return err
+	}
+	half := active ^ 1
+	if err := pm.clearHalf(half); err != nil {
+		return err
+	}
+
+	k4 := make([]DatapathAddr4Key, 0, n4)
+	v4 := make([]DatapathAddrValue, 0, n4)
+	k6 := make([]DatapathAddr6Key, 0, n6)
+	v6 := make([]DatapathAddrValue, 0, n6)
+	for _, a := range c.Addrs {
+		addr := a.Prefix.Addr()
+		if addr.Is4() {
+			k := DatapathAddr4Key{Prefixlen: 32 + uint32(a.Prefix.Bits()), Half: uint8(half), Dir: uint8(a.Dir)}
+			k.Addr = addr.As4()
+			k4 = append(k4, k)
+			v4 = append(v4, DatapathAddrValue{Class: a.Class})
+		} else {
+			k := DatapathAddr6Key{Prefixlen: 32 + uint32(a.Prefix.Bits()), Half: uint8(half), Dir: uint8(a.Dir)}
+			k.Addr = addr.As16()
+			k6 = append(k6, k)
+			v6 = append(v6, DatapathAddrValue{Class: a.Class})
+		}
+	}
+	kp := make([]DatapathPortKey, 0, len(c.Ports))
+	vp := make([]DatapathPortValue, 0, len(c.Ports))
+	for _, p := range c.Ports {
+		k := DatapathPortKey{Half: uint8(half), Dir: uint8(p.Dir), Class: p.Class}
+		if p.Proto == 0 {
+			k.Prefixlen = 64
+		} else {
+			k.Prefixlen = 64 + 16 + uint32(p.Bits)
+			k.Proto = p.Proto
+			k.Port = htons(p.Port)
+		}
+		kp = append(kp, k)
+		vp = append(vp, DatapathPortValue{Policy: p.Policy})
+	}
+	if err := batchPut(pm.Addr4, k4, v4); err != nil {
+		return fmt.Errorf("write IPv4 prefixes: %w", err)
+	}
+	if err := batchPut(pm.Addr6, k6, v6); err != nil {
+		return fmt.Errorf("write IPv6 prefixes: %w", err)
+	}
+	if err := batchPut(pm.Ports, kp, vp); err != nil {
+		return fmt.Errorf("write port allowances: %w", err)
+	}
+
+	hc := DatapathHalfConfig{Generation: gen}
+	for d, g := range c.Governed {
+		if g {
+			hc.Governed[d] = 1
+		}
+	}
+	if err := pm.Halves.Put(half, hc); err != nil {
+		return fmt.Errorf("write half %d settings: %w", half, err)
+	}
+	// The flip: from here on every new packet reads the new half.
+	if err := pm.Selector.Put(uint32(0), DatapathSelectorValue{Active: half}); err != nil {
+		return fmt.Errorf("flip selector to half %d: %w", half, err)
+	}
+	if err := pm.Info.Put(uint32(0), DatapathInfoValue{Generation: gen, SetHash: setHash, Layout: LayoutVersion}); err != nil {
+		return fmt.Errorf("record generation %d in info map: %w", gen, err)
+	}
+	return nil
+}
+
+// clearHalf deletes every trie entry of half.
+func (pm *PolicyMaps) clearHalf(half uint32) error {
+	if err := deleteWhere(pm.Addr4, func(k *DatapathAddr4Key) bool { return uint32(k.Half) == half }); err != nil {
+		return fmt.Errorf("clear IPv4 prefixes of half %d: %w", half, err)
+	}
+	if err := deleteWhere(pm.Addr6, func(k *DatapathAddr6Key) bool { return uint32(k.Half) == half }); err != nil {
+		return fmt.Errorf("clear IPv6 prefixes of half %d: %w", half, err)
+	}
+	if err := deleteWhere(pm.Ports, func(k *DatapathPortKey) bool { return uint32(k.Half) == half }); err != nil {
+		return fmt.Errorf("clear port allowances of half %d: %w", half, err)
+	}
+	return nil
+}
+
+func deleteWhere[K any](m *ebpf.Map, match func(*K) bool) error {
+	var (
+		key  K
+		dead []K
+	)
+	it := m.Iterate()
+	var val []byte
+	for it.Next(&key, &val) {
+		if match(&key) {
+			dead = append(dead, key)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for i := range dead {
+		if err := m.Delete(&dead[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+		return err
+	}
+	return nil
+}
+
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
