@@ -1,0 +1,85 @@
+# pci-segment build, test and demo entry points. Meant for Debian 12, as
+# root (deps installs packages; the tests and the demo build network
+# namespaces and load eBPF).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# Go as the project's machines install it, ahead of any other go on PATH.
+export PATH := /usr/local/go/bin:$(PATH)
+# libseccomp-golang needs cgo.
+export CGO_ENABLED := 1
+# Passed through to the tests: 1 turns "skip: needs root/eBPF" into a failure.
+export PCI_SEGMENT_E2E
+
+GO ?= go
+# Debian packages the build, the tests and the demo use. .ci/run installs
+# the same list.
+DEBS := clang llvm libbpf-dev bpftool libseccomp-dev iproute2 gcc make pkg-config socat
+# The oldest Go that builds the module: the go line of go.mod (1.26 or later).
+GO_MIN := $(or $(shell awk '$$1 == "go" { print $$2; exit }' go.mod 2>/dev/null),1.26)
+TEST_TIMEOUT ?= 30m
+BIN := bin/pci-segment
+
+.PHONY: deps generate generate-check build test demo clean
+
+deps:
+	@missing=(); \
+	for p in $(DEBS); do \
+		st=$$(dpkg-query -W -f='$${db:Status-Status}\n' "$$p" 2>/dev/null || true); \
+		grep -qx installed <<<"$$st" || missing+=("$$p"); \
+	done; \
+	if (( $${#missing[@]} > 0 )); then \
+		if (( $$(id -u) != 0 )); then \
+			echo "deps: missing Debian packages: $${missing[*]}; run 'make deps' as root" >&2; \
+			exit 1; \
+		fi; \
+		echo "deps: installing $${missing[*]}"; \
+		apt-get update; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$${missing[@]}"; \
+	fi; \
+	if ! command -v $(GO) >/dev/null; then \
+		echo "deps: Go not found in /usr/local/go/bin or on PATH. Install Go $(GO_MIN) or newer from https://go.dev/dl/ with 'tar -C /usr/local -xzf go$(GO_MIN).linux-amd64.tar.gz'." >&2; \
+		exit 1; \
+	fi; \
+	have=$$(cd / && GOTOOLCHAIN=local $(GO) env GOVERSION); have=$${have#go}; \
+	if [[ $$(printf '%s\n' "$(GO_MIN)" "$$have" | sort -V | head -n1) != "$(GO_MIN)" ]]; then \
+		echo "deps: $$(command -v $(GO)) is Go $$have; pci-segment needs Go $(GO_MIN) or newer (go.mod). Install it from https://go.dev/dl/ into /usr/local/go." >&2; \
+		exit 1; \
+	fi
+
+# bpf2go is a tool of the module (go.mod): go generate runs `go tool bpf2go`.
+generate: deps
+	$(GO) generate ./bpf/...
+
+# The bpf2go output is committed so that `go build` needs no clang; this
+# fails when regenerating it changes anything.
+generate-check: generate
+	@untracked=$$(git ls-files --others --exclude-standard -- bpf/); \
+	if ! git diff --exit-code --stat -- bpf/ || [[ -n "$$untracked" ]]; then \
+		[[ -z "$$untracked" ]] || printf 'not committed: %s\n' $$untracked; \
+		echo "generate-check: the generated files in bpf/ differ from what is committed. Run 'make generate' and commit bpf/." >&2; \
+		exit 1; \
+	fi; \
+	echo "generate-check: bpf/ is up to date"
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/pci-segment
+
+# Pins live on a BPF filesystem at /sys/fs/bpf. systemd mounts it at boot;
+# a machine without systemd as PID 1 may not have it.
+test: deps build
+	@if (( $$(id -u) != 0 )); then \
+		echo "test: not root: tests that need root will skip (or fail with PCI_SEGMENT_E2E=1)" >&2; \
+	elif [[ $$(stat -f -c %T /sys/fs/bpf 2>/dev/null) != bpf_fs ]]; then \
+		echo "test: mounting the BPF filesystem on /sys/fs/bpf"; \
+		mount -t bpf bpf /sys/fs/bpf; \
+	fi
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+demo: deps build
+	PCI_SEGMENT_BIN=$(CURDIR)/$(BIN) bash scripts/demo.sh
+
+clean:
+	rm -rf bin/
