@@ -106,7 +106,7 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 		want string
 	}{
 		{"short header", []byte{1}, nil, "shorter than its header"},
-		{"unknown type", append(header(99, 0)), nil, "unknown message type"},
+		{"unknown type", header(99, 0), nil, "unknown message type"},
 		{"length mismatch", append(header(TypeHello, 8), 1, 0, 0, 0), nil, "header says 8"},
 		{"hello wrong size", append(header(TypeHello, 2), 1, 0), nil, "want 4"},
 		{"fds on hello", append(header(TypeHello, 4), 1, 0, 0, 0), []int{int(r.Fd())}, "unexpected fds"},
