@@ -1,0 +1,120 @@
+package policy
+
+import (
+	"bytes"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestHostWarnings(t *testing.T) {
+	ingressOnly := strings.Replace(named("in"), "podSelector: {}", "podSelector: {matchLabels: {pci-env: cde}}", 1) + "  policyTypes: [Ingress]\n"
+	egressForDB := strings.Replace(named("out"), "podSelector: {}", "podSelector: {matchLabels: {tier: db}}", 1) + "  policyTypes: [Egress]\n"
+	dir := writeFiles(t, map[string]string{"a.yaml": ingressOnly + "---\n" + egressForDB})
+	tests := []struct {
+		labels string
+		want   []string // substrings, one per warning, in order
+	}{
+		{"", nil}, // no labels given: no host is assumed
+		{"pci-env=cde,tier=db", nil},
+		{"pci-env=cde,role=web", []string{"egress of this CDE host is governed by no applying policy and is not filtered (PCI-DSS Req 1.3.2)"}},
+		{"tier=db", nil}, // not a CDE host: an ungoverned direction is its owner's choice
+		{"role=web", []string{"no policy selects these labels"}},
+		{"pci-env=dev", []string{"no policy selects these labels"}},
+		{"pci-env=cdex", []string{"no policy selects these labels"}},
+	}
+	for _, tt := range tests {
+		labels, err := ParseLabels(tt.labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Validate([]string{dir}, labels)
+		if !r.Valid() || r.ExitCode() != ExitValid {
+			t.Fatalf("%s: invalid: %v", tt.labels, r.Errors)
+		}
+		if len(r.Warnings) != len(tt.want) {
+			t.Errorf("labels %q: got %d warnings %v, want %d", tt.labels, len(r.Warnings), Errors(r.Warnings), len(tt.want))
+			continue
+		}
+		for i, w := range r.Warnings {
+			if !w.Warning || !strings.Contains(w.Err.Error(), tt.want[i]) || w.Field != "labels "+FormatLabels(labels) {
+				t.Errorf("labels %q: warning %q, want ...%s...", tt.labels, w, tt.want[i])
+			}
+		}
+	}
+
+	// HostWarnings on a loaded set, and on a set with no policy at all.
+	set, _ := Load([]string{dir})
+	w := set.HostWarnings(map[string]string{"pci-env": "cde", "x": "y"})
+	if len(w) != 1 || !strings.Contains(w[0].Error(), "egress") {
+		t.Errorf("got %v", Errors(w))
+	}
+	empty := &Set{}
+	w = empty.HostWarnings(map[string]string{"pci-env": "cde"})
+	if len(w) != 3 || !strings.Contains(w[1].Error(), "Req 1.3.1") || !strings.Contains(w[2].Error(), "Req 1.3.2") {
+		t.Errorf("got %v", Errors(w))
+	}
+}
+
+func TestRunValidate(t *testing.T) {
+	good := strings.Replace(named("web"), "podSelector: {}", "podSelector: {matchLabels: {pci-env: cde}}", 1) + "  policyTypes: [Ingress]\n"
+	dir := writeFiles(t, map[string]string{
+		"good.yaml": good,
+		"bad.yaml":  named("bad") + "  ingress: [{from: [{ipBlock: {cidr: 10.0.0.1/8}}]}]\n",
+	})
+	goodPath, badPath := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	tests := []struct {
+		name   string
+		paths  []string
+		labels string
+		code   int
+		lines  []string // regexps, one per output line
+	}{
+		{
+			name: "valid", paths: []string{goodPath}, code: ExitValid,
+			lines: []string{`^valid: 1 file, 1 policy, 0 warnings, set sha256 [0-9a-f]{64}$`},
+		},
+		{
+			name: "valid with a warning still exits 0", paths: []string{goodPath}, labels: "pci-env=cde", code: ExitValid,
+			lines: []string{
+				`^labels pci-env=cde: warning: egress of this CDE host is governed by no applying policy .*Req 1\.3\.2`,
+				`^valid: 1 file, 1 policy, 1 warning, set sha256 `,
+			},
+		},
+		{
+			name: "invalid: one line per finding", paths: []string{dir, filepath.Join(dir, "none*.yaml")}, code: ExitInvalid,
+			lines: []string{
+				`^` + regexp.QuoteMeta(filepath.Join(dir, "none*.yaml")) + `: pattern matches no file; check the path$`,
+				`^` + regexp.QuoteMeta(badPath) + `:7: document 1: spec\.ingress\[0\]\.from\[0\]\.ipBlock\.cidr: cidr "10\.0\.0\.1/8" has host bits set; use "10\.0\.0\.0/8"$`,
+				`^invalid: 2 errors, 0 warnings$`,
+			},
+		},
+		{
+			name: "malformed labels are a usage error", paths: []string{goodPath}, labels: "pci-env", code: ExitUsage,
+			lines: []string{`^validate: --labels: label "pci-env" has no '='`},
+		},
+		{
+			name: "no path is a usage error", code: ExitUsage,
+			lines: []string{`^validate: no policy path given`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := RunValidate(&out, tt.paths, tt.labels)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d", code, tt.code)
+			}
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			if len(lines) != len(tt.lines) {
+				t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(tt.lines), out.String())
+			}
+			for i, re := range tt.lines {
+				if !regexp.MustCompile(re).MatchString(lines[i]) {
+					t.Errorf("line %d:\n got %s\nwant %s", i+1, lines[i], re)
+				}
+			}
+		})
+	}
+}
