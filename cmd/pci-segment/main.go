@@ -1,0 +1,125 @@
+// Command pci-segment enforces PCI-DSS network segmentation on a Linux host
+// with eBPF. See the README for the commands.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/alecthomas/kong"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pci-segment/pci-segment/loader"
+	"github.com/pci-segment/pci-segment/policy"
+	"github.com/pci-segment/pci-segment/worker"
+)
+
+// The main goroutine keeps the main thread, so that the thread the loader
+// reduces to spawn the worker is never the one /proc/PID/status shows.
+func init() { runtime.LockOSThread() }
+
+type cli struct {
+	LogLevel string `help:"Operator log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
+
+	Validate validateCmd `cmd:"" help:"Check policy files: schema and PCI checks. Exit 0 valid, 1 invalid, 2 usage."`
+	Enforce  enforceCmd  `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
+	Detach   detachCmd   `cmd:"" help:"Remove every link and pin of pci-segment (root)."`
+	Worker   workerCmd   `cmd:"" hidden:"" help:"The unprivileged worker; started by enforce only."`
+}
+
+type validateCmd struct {
+	Files  []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable)."`
+	Labels string   `help:"Host labels k=v,... to check which policies apply."`
+}
+
+type enforceCmd struct {
+	Files       []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable); read by the worker as the service account."`
+	Interface   []string `help:"Interface name or glob to enforce on (repeatable). Default: the interfaces carrying default routes."`
+	Labels      string   `help:"Labels of this host, k=v,..."`
+	PinDir      string   `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory for pins; the layout version is a subdirectory."`
+	AuditDir    string   `default:"/var/log/pci-segment" help:"Directory of the audit log, owned by the service account."`
+	StateDir    string   `default:"/var/lib/pci-segment" help:"State directory."`
+	MetricsAddr string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
+	AllowRoot   bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
+}
+
+type detachCmd struct {
+	PinDir string `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory the enforcer pinned to."`
+}
+
+type workerCmd struct {
+	Files       []string `short:"f" name:"file"`
+	Labels      string
+	AuditDir    string
+	StateDir    string
+	MetricsAddr string
+	AllowRoot   bool
+}
+
+func logger(name, level string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(level), Output: os.Stderr})
+}
+
+func main() {
+	var c cli
+	parser, err := kong.New(&c, kong.Name("pci-segment"),
+		kong.Description("PCI-DSS network segmentation enforced with eBPF."),
+		kong.Exit(func(code int) {
+			// kong exits 80 on usage errors; the documented code is 2.
+			if code != 0 {
+				code = 2
+			}
+			os.Exit(code)
+		}))
+	if err != nil {
+		panic(err)
+	}
+	ctx, err := parser.Parse(os.Args[1:])
+	if err != nil {
+		parser.Errorf("%s", err)
+		fmt.Fprintln(os.Stderr, "run `pci-segment --help` for usage")
+		os.Exit(2)
+	}
+	switch ctx.Command() {
+	case "validate":
+		os.Exit(policy.RunValidate(os.Stdout, c.Validate.Files, c.Validate.Labels))
+	case "enforce":
+		e := c.Enforce
+		log := logger("pci-segment", c.LogLevel)
+		err = loader.Enforce(loader.Config{
+			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
+			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
+			AllowRoot: e.AllowRoot, LogLevel: c.LogLevel,
+		}, log)
+		exit(log, err)
+	case "detach":
+		log := logger("pci-segment", c.LogLevel)
+		exit(log, loader.Detach(c.Detach.PinDir, log))
+	case "worker":
+		w := c.Worker
+		log := logger("pci-segment.worker", c.LogLevel)
+		exit(log, worker.Run(worker.Config{
+			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
+			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot,
+		}, log))
+	default:
+		parser.Errorf("unknown command %q", ctx.Command())
+		os.Exit(2)
+	}
+}
+
+func exit(log hclog.Logger, err error) {
+	if err == nil {
+		os.Exit(0)
+	}
+	var perr policy.Errors
+	if errors.As(err, &perr) {
+		log.Error("policy set rejected")
+		fmt.Fprintln(os.Stderr, err)
+	} else {
+		log.Error(err.Error())
+	}
+	os.Exit(1)
+}

@@ -1,0 +1,382 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pci-segment/pci-segment/lab"
+	"github.com/pci-segment/pci-segment/privilege"
+)
+
+// labPolicy allows ingress TCP 443 from the peer's subnet, and egress UDP 53
+// and TCP 443 to the peer alone, in both families.
+const labPolicy = `apiVersion: pci-segment/v1
+kind: NetworkPolicy
+metadata:
+  name: cde-web
+spec:
+  podSelector:
+    matchLabels:
+      pci-env: cde
+  policyTypes: [Ingress, Egress]
+  ingress:
+    - from:
+        - ipBlock: {cidr: 10.77.1.0/24}
+        - ipBlock: {cidr: "fd00:77:1::/64"}
+      ports:
+        - {protocol: TCP, port: 443}
+  egress:
+    - to:
+        - ipBlock: {cidr: 10.77.1.2/32}
+        - ipBlock: {cidr: "fd00:77:1::2/128"}
+      ports:
+        - {protocol: UDP, port: 53}
+        - {protocol: TCP, port: 443}
+`
+
+// ingressOnlyPolicy governs ingress only, allowing TCP 443 in.
+const ingressOnlyPolicy = `apiVersion: pci-segment/v1
+kind: NetworkPolicy
+metadata:
+  name: ingress-only
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+  ingress:
+    - ports:
+        - {protocol: TCP, port: 443}
+`
+
+func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
+
+// mustConnect and mustDrop check one TCP flow through the lab.
+func mustConnect(t *testing.T, l *lab.Lab, ns string, local netip.Addr, remote netip.AddrPort) {
+	t.Helper()
+	if err := l.DialTCP(ns, local, remote, 3*time.Second); err != nil {
+		t.Errorf("want connected: %v", err)
+	}
+}
+
+func mustDrop(t *testing.T, l *lab.Lab, ns string, local netip.Addr, remote netip.AddrPort) {
+	t.Helper()
+	err := l.DialTCP(ns, local, remote, time.Second)
+	if !errors.Is(err, lab.ErrTimeout) {
+		t.Errorf("want dropped (timeout), got %v", err)
+	}
+}
+
+func listen(t *testing.T, l *lab.Lab, ns string, addrs ...netip.AddrPort) {
+	t.Helper()
+	for _, a := range addrs {
+		if _, err := l.ListenTCP(ns, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLabPolicyAllowsAndDrops(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	listen(t, l, l.PeerNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	for _, a := range []netip.Addr{l.Peer4, l.Peer6} {
+		if _, err := l.ServeUDPEcho(l.PeerNS, ap(a, 53)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+
+	for _, fam := range []struct {
+		name                    string
+		host, peer, peerOutside netip.Addr
+	}{
+		{"IPv4", l.Host4, l.Peer4, l.PeerOutside4},
+		{"IPv6", l.Host6, l.Peer6, l.PeerOutside6},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			t.Run("ingress TCP 443 from the peer connects", func(t *testing.T) {
+				mustConnect(t, l, l.PeerNS, fam.peer, ap(fam.host, 443))
+			})
+			t.Run("ingress TCP 22 from the peer is dropped", func(t *testing.T) {
+				mustDrop(t, l, l.PeerNS, fam.peer, ap(fam.host, 22))
+			})
+			t.Run("ingress TCP 443 from outside the allowed CIDR is dropped", func(t *testing.T) {
+				mustDrop(t, l, l.PeerNS, fam.peerOutside, ap(fam.host, 443))
+			})
+			t.Run("egress UDP 53 query gets its reply", func(t *testing.T) {
+				if err := l.UDPExchange(l.HostNS, netip.Addr{}, ap(fam.peer, 53), 3*time.Second); err != nil {
+					t.Error(err)
+				}
+			})
+			t.Run("egress TCP 443 connection gets its replies", func(t *testing.T) {
+				mustConnect(t, l, l.HostNS, netip.Addr{}, ap(fam.peer, 443))
+			})
+			t.Run("egress TCP 22 is dropped", func(t *testing.T) {
+				mustDrop(t, l, l.HostNS, netip.Addr{}, ap(fam.peer, 22))
+			})
+		})
+	}
+
+	t.Run("denied packets reach the audit log", func(t *testing.T) {
+		var log string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			log = e.auditLog(t)
+			if strings.Contains(log, `"resource":"10.77.1.1:22"`) && strings.Contains(log, `"resource":"[fd00:77:1::1]:22"`) {
+				break
+			}
+		}
+		for _, want := range []string{`"type":"policy_applied"`, `"type":"packet_denied"`, `"who":"10.77.1.2"`,
+			`"resource":"10.77.1.1:22"`, `"resource":"[fd00:77:1::1]:22"`, `"policy":"default deny"`} {
+			if !strings.Contains(log, want) {
+				t.Errorf("audit log lacks %s:\n%s", want, log)
+			}
+		}
+	})
+
+	t.Run("metrics count allowed and denied packets", func(t *testing.T) {
+		s := e.scrape(t)
+		for _, series := range []string{
+			`pci_segment_packets_total{direction="ingress",verdict="allow"}`,
+			`pci_segment_packets_total{direction="ingress",verdict="deny"}`,
+			`pci_segment_packets_total{direction="egress",verdict="allow"}`,
+			`pci_segment_packets_total{direction="egress",verdict="deny"}`,
+		} {
+			if v := metricValue(t, s, series); v <= 0 {
+				t.Errorf("%s = %v, want > 0", series, v)
+			}
+		}
+	})
+}
+
+func TestIngressOnlyPolicyKeepsHostConnections(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	listen(t, l, l.PeerNS, ap(netip.IPv6Unspecified(), 22))
+	startEnforcing(t, l, policyDir(t, map[string]string{"in.yaml": ingressOnlyPolicy}), enforceOpts{})
+
+	// Egress is not governed: the host's own connection creates state and
+	// its replies pass the governed ingress.
+	mustConnect(t, l, l.HostNS, netip.Addr{}, ap(l.Peer4, 22))
+	mustConnect(t, l, l.HostNS, netip.Addr{}, ap(l.Peer6, 22))
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	mustDrop(t, l, l.PeerNS, l.Peer6, ap(l.Host6, 22))
+}
+
+func TestWorkerRunsUnprivilegedOnEveryThread(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+	loaderPID, workerPID := e.pids(t)
+
+	u, err := user.Lookup(e.user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	threads, err := privilege.ReadThreads(workerPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(threads) < 2 {
+		t.Fatalf("worker has %d threads; a Go process has several", len(threads))
+	}
+	for _, th := range threads {
+		if !allIDs(th.UID, uint32(uid)) || !allIDs(th.GID, uint32(gid)) {
+			t.Errorf("thread %d: Uid %+v Gid %+v, want all four %d and %d", th.TID, th.UID, th.GID, uid, gid)
+		}
+		for name, v := range map[string]uint64{"CapInh": th.CapInh, "CapPrm": th.CapPrm, "CapEff": th.CapEff, "CapBnd": th.CapBnd, "CapAmb": th.CapAmb} {
+			if v != 0 {
+				t.Errorf("thread %d: %s = %#x, want 0", th.TID, name, v)
+			}
+		}
+		if !th.NoNewPrivs {
+			t.Errorf("thread %d: NoNewPrivs off", th.TID)
+		}
+		if th.Seccomp != privilege.SeccompFilter {
+			t.Errorf("thread %d: Seccomp %v, want filter (2)", th.TID, th.Seccomp)
+		}
+	}
+
+	out, err := exec.Command("ps", "-o", "pid=", "-C", "pci-segment").Output()
+	if err != nil {
+		t.Fatalf("ps -C pci-segment: %v", err)
+	}
+	listed := strings.Fields(string(out))
+	for _, pid := range []int{loaderPID, workerPID} {
+		if !contains(listed, strconv.Itoa(pid)) {
+			t.Errorf("ps -C pci-segment lists %v, missing %d", listed, pid)
+		}
+	}
+}
+
+func allIDs(ids privilege.IDs, want uint32) bool {
+	return ids.Real == want && ids.Effective == want && ids.Saved == want && ids.FS == want
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEnforcementSurvivesKillAndDetachRemovesIt(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+	loaderPID, workerPID := e.pids(t)
+
+	for _, pid := range []int{workerPID, loaderPID} {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.wait(t)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := syscall.Kill(workerPID, 0); errors.Is(err, syscall.ESRCH) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %d still alive after its loader was killed", workerPID)
+		}
+	}
+
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	mustDrop(t, l, l.PeerNS, l.Peer6, ap(l.Host6, 22))
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+	if in, eg := tcxPrograms(t, l); in != 1 || eg != 1 {
+		t.Fatalf("after kill -9: %d ingress and %d egress programs, want 1 and 1", in, eg)
+	}
+
+	out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("detach: %v\n%s", err, out)
+	}
+	if left := pinsLeft(t, e.pinDir); len(left) > 0 {
+		t.Errorf("pins left after detach: %v", left)
+	}
+	if in, eg := tcxPrograms(t, l); in != 0 || eg != 0 {
+		t.Errorf("after detach: %d ingress and %d egress programs still attached", in, eg)
+	}
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	mustConnect(t, l, l.PeerNS, l.Peer6, ap(l.Host6, 22))
+}
+
+// failsToStart runs enforce expecting it to fail before attaching anything.
+func failsToStart(t *testing.T, l *lab.Lab, e *enforcer, wantOutput ...string) {
+	t.Helper()
+	e.start(t)
+	err := e.wait(t)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("enforce exit: %v, want a non-zero status\n%s", err, e.out.String())
+	}
+	out := e.out.String()
+	for _, w := range wantOutput {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	if left := pinsLeft(t, e.pinDir); len(left) > 0 {
+		t.Errorf("pins left: %v", left)
+	}
+	if in, eg := tcxPrograms(t, l); in != 0 || eg != 0 {
+		t.Errorf("%d ingress and %d egress programs attached", in, eg)
+	}
+}
+
+func TestInvalidPolicyAtStartAttachesNothing(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	bad := strings.Replace(labPolicy, "cidr: 10.77.1.0/24", "cidr: 10.77.1.1/24", 1)
+	dir := policyDir(t, map[string]string{"bad.yaml": bad})
+	e := newEnforcer(t, l, dir, enforceOpts{})
+	failsToStart(t, l, e, "bad.yaml", "spec.ingress[0].from[0].ipBlock.cidr", "10.77.1.0/24", "nothing was attached")
+}
+
+func TestMissingServiceAccountQuotesTheGuide(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	missing := "pcs-missing-" + randomHex(t, 4)
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	e := newEnforcer(t, l, dir, enforceOpts{noAccount: true, env: []string{"PCI_SEGMENT_PRIVILEGE_USER=" + missing}})
+	failsToStart(t, l, e, fmt.Sprintf("%q does not exist", missing), "groupadd --system pci-segment", "--shell /usr/sbin/nologin")
+}
+
+func TestEnforceRefusesWithoutRoot(t *testing.T) {
+	requireRoot(t) // to build the binary and create the account it runs as
+	user, _ := lab.ServiceAccount(t)
+	u, err := userIDs(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "enforce", "-f", "/nonexistent", "--interface", "lo")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u[0], Gid: u[1]}}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "must run as root") {
+		t.Fatalf("enforce as uid %d: %v\n%s", u[0], err, out)
+	}
+}
+
+func userIDs(name string) ([2]uint32, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return [2]uint32{}, err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return [2]uint32{uint32(uid), uint32(gid)}, nil
+}
+
+func TestValidateExitCodes(t *testing.T) {
+	requireRoot(t) // only for the built binary
+	good := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	bad := policyDir(t, map[string]string{"bad.yaml": strings.Replace(labPolicy, "ports:", "portz:", 1)})
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"validate", "-f", good, "--labels", "pci-env=cde"}, 0},
+		{[]string{"validate", "-f", bad}, 1},
+		{[]string{"validate"}, 2},
+		{[]string{"validate", "-f", good, "--labels", "no-equals-sign"}, 2},
+	} {
+		cmd := exec.Command(binary, tc.args...)
+		out, _ := cmd.CombinedOutput()
+		if got := cmd.ProcessState.ExitCode(); got != tc.code {
+			t.Errorf("%v: exit %d, want %d\n%s", tc.args, got, tc.code, out)
+		}
+	}
+}
+
+func TestEnforceNamesTheMissingCapability(t *testing.T) {
+	requireRoot(t)
+	// Root with CAP_PERFMON and CAP_KILL out of the bounding set: exec
+	// leaves them out of the effective set too.
+	cmd := exec.Command("setpriv", "--bounding-set", "-perfmon,-kill", binary,
+		"enforce", "-f", "/nonexistent", "--interface", "lo")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "missing capabilities cap_perfmon,cap_kill") {
+		t.Fatalf("enforce without cap_perfmon: %v\n%s", err, out)
+	}
+}

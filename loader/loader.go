@@ -1,0 +1,338 @@
+// Package loader is the privileged half of pci-segment, the only code that
+// runs as root. It is kept small enough to read in one sitting: this package
+// and ipc/.
+//
+// What it does, in order (Enforce):
+//  1. refuses to start without root and the capabilities it uses, on a
+//     kernel without tcx, without the service account, or over pins that
+//     another instance left;
+//  2. creates the maps and loads the programs (package bpf);
+//  3. starts the worker (`pci-segment worker`) as the service account with
+//     no capabilities and NoNewPrivs, and hands it the map fds over a
+//     socketpair;
+//  4. waits for the worker's "policy applied", then attaches the programs at
+//     the head of each interface's tcx chain and pins links and maps, so
+//     that enforcement outlives both processes (fail closed);
+//  5. waits for a signal or the worker's exit.
+//
+// It never parses YAML, serves HTTP or writes the audit log; its inputs are
+// its command line and the worker's messages, each typed and checked.
+package loader
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/envflag"
+	"github.com/pci-segment/pci-segment/ipc"
+)
+
+// Config is the enforce command line.
+type Config struct {
+	Policies    []string // -f: files, directories, globs; read by the worker
+	Interfaces  []string
+	Labels      string
+	PinDir      string
+	AuditDir    string
+	StateDir    string
+	MetricsAddr string
+	AllowRoot   bool
+	LogLevel    string
+}
+
+// Timeouts for the worker's first messages.
+const (
+	helloTimeout   = 10 * time.Second
+	appliedTimeout = 2 * time.Minute
+	stopTimeout    = 5 * time.Second
+)
+
+// Enforce runs the loader until SIGTERM/SIGINT or the worker's exit.
+func Enforce(cfg Config, log hclog.Logger) error {
+	if err := checkPrivileges(); err != nil {
+		return err
+	}
+	if err := checkKernel(); err != nil {
+		return err
+	}
+	acct, err := workerAccount(cfg, log)
+	if err != nil {
+		return err
+	}
+	ifaces, err := resolveInterfaces(cfg.Interfaces)
+	if err != nil {
+		return err
+	}
+	if err := checkBPFFS(cfg.PinDir); err != nil {
+		return err
+	}
+	if err := refuseExistingPins(cfg.PinDir); err != nil {
+		return err
+	}
+	if err := prepareDirs(cfg, acct); err != nil {
+		return err
+	}
+
+	objs, err := bpf.Load()
+	if err != nil {
+		return err
+	}
+	defer objs.Close()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable to start the worker: %w", err)
+	}
+	conn, w, err := startWorker(exe, cfg, acct, &objs.DatapathMaps, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stopWorker := func() { w.stop(stopTimeout) }
+
+	// A policy the worker cannot apply ends here: nothing is attached or
+	// pinned yet.
+	applied, err := waitApplied(conn, w)
+	if err != nil {
+		stopWorker()
+		return err
+	}
+	log.Info("policy applied by worker", "generation", applied.Generation, "set_hash", fmt.Sprintf("%x", applied.SetHash))
+
+	links, err := attach(objs, ifaces)
+	if err != nil {
+		stopWorker()
+		return err
+	}
+	if err := pinAll(cfg.PinDir, objs, links); err != nil {
+		for _, l := range links {
+			l.link.Close()
+		}
+		removeIfEmpty(layoutDir(cfg.PinDir))
+		stopWorker()
+		return err
+	}
+	names := make([]string, len(ifaces))
+	for i, f := range ifaces {
+		names[i] = f.name
+	}
+	log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", layoutDir(cfg.PinDir), "worker_pid", w.pid)
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sigc:
+		log.Info("stopping; pinned links keep enforcing", "signal", s.String())
+		stopWorker()
+		return nil
+	case <-w.done:
+		// Enforcement stays pinned; without a worker nothing updates the
+		// policy or drains events, so the loader reports failure.
+		return fmt.Errorf("worker exited (%v); pinned links keep enforcing the last policy", w.err)
+	}
+}
+
+// workerAccount applies the privilege overrides of the hardening guide.
+func workerAccount(cfg Config, log hclog.Logger) (account, error) {
+	skip, err := envflag.Bool("PCI_SEGMENT_SKIP_PRIVILEGE_DROP")
+	if err != nil {
+		return account{}, err
+	}
+	name, group := "pci-segment", "pci-segment"
+	if v := os.Getenv("PCI_SEGMENT_PRIVILEGE_USER"); v != "" {
+		name = v
+		log.Warn("development override in effect: worker user changed", "PCI_SEGMENT_PRIVILEGE_USER", v)
+	}
+	if v := os.Getenv("PCI_SEGMENT_PRIVILEGE_GROUP"); v != "" {
+		group = v
+		log.Warn("development override in effect: worker group changed", "PCI_SEGMENT_PRIVILEGE_GROUP", v)
+	} else if name != "pci-segment" {
+		group = name
+	}
+	rootAllowed := skip || cfg.AllowRoot
+	if rootAllowed {
+		// The worker stays uid 0 but still gets no capabilities,
+		// NoNewPrivs and seccomp.
+		log.Warn("development override in effect: worker keeps uid 0 (capabilities are still dropped)", "PCI_SEGMENT_SKIP_PRIVILEGE_DROP", skip, "allow_root", cfg.AllowRoot)
+		return account{user: "root", group: "root"}, nil
+	}
+	return lookupAccount(name, group, false)
+}
+
+// prepareDirs creates the audit directory owned by the service account (the
+// worker writes there) and the state directory.
+func prepareDirs(cfg Config, acct account) error {
+	if err := os.MkdirAll(cfg.AuditDir, 0o750); err != nil {
+		return fmt.Errorf("create audit directory: %w", err)
+	}
+	if err := os.Chown(cfg.AuditDir, int(acct.uid), int(acct.gid)); err != nil {
+		return fmt.Errorf("give audit directory to %s: %w", acct.user, err)
+	}
+	if err := os.Chmod(cfg.AuditDir, 0o750); err != nil {
+		return fmt.Errorf("set audit directory mode: %w", err)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	return nil
+}
+
+// startWorker spawns the worker and hands it the map fds.
+func startWorker(exe string, cfg Config, acct account, maps *bpf.DatapathMaps, log hclog.Logger) (*ipc.Conn, *worker, error) {
+	conn, end, err := ipc.Pair()
+	if err != nil {
+		return nil, nil, err
+	}
+	args := []string{"--labels", cfg.Labels, "--audit-dir", cfg.AuditDir, "--state-dir", cfg.StateDir,
+		"--metrics-addr", cfg.MetricsAddr, "--log-level", cfg.LogLevel}
+	if cfg.AllowRoot {
+		args = append(args, "--allow-root")
+	}
+	for _, p := range cfg.Policies {
+		args = append(args, "-f", p)
+	}
+	w, err := spawnWorker(exe, args, workerEnv(), acct, end)
+	end.Close()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	log.Info("worker started", "pid", w.pid, "user", acct.user, "group", acct.group)
+
+	fail := func(err error) (*ipc.Conn, *worker, error) {
+		w.proc.Kill()
+		<-w.done
+		conn.Close()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), helloTimeout)
+	defer cancel()
+	m, err := conn.Expect(ctx, ipc.TypeHello)
+	if err != nil {
+		return fail(fmt.Errorf("worker hello: %w", err))
+	}
+	if v := m.(ipc.Hello).Version; v != ipc.Version {
+		return fail(fmt.Errorf("worker speaks protocol %d, loader %d: binary mismatch", v, ipc.Version))
+	}
+	var fds []int
+	for _, name := range bpf.WorkerMaps {
+		mp, err := maps.ByName(name)
+		if err != nil {
+			return fail(err)
+		}
+		fds = append(fds, mp.FD())
+	}
+	if err := conn.Send(ctx, ipc.Maps{Names: bpf.WorkerMaps, FDs: fds}); err != nil {
+		return fail(fmt.Errorf("hand maps to worker: %w", err))
+	}
+	return conn, w, nil
+}
+
+// workerEnv passes the worker only the variables meant for it.
+func workerEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PCI_SEGMENT_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func waitApplied(conn *ipc.Conn, w *worker) (ipc.Applied, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), appliedTimeout)
+	defer cancel()
+	m, err := conn.Expect(ctx, ipc.TypeApplied)
+	if err != nil {
+		// The usual cause is a policy that failed validation: the
+		// worker printed why and exited.
+		select {
+		case <-w.done:
+			return ipc.Applied{}, fmt.Errorf("worker exited before applying a policy (%v); nothing was attached", w.err)
+		case <-time.After(stopTimeout):
+			return ipc.Applied{}, fmt.Errorf("waiting for the worker to apply the policy: %w", err)
+		}
+	}
+	return m.(ipc.Applied), nil
+}
+
+type attached struct {
+	link link.Link
+	pin  string
+}
+
+// attach puts both programs at the head of each interface's tcx chain.
+func attach(objs *bpf.DatapathObjects, ifaces []iface) ([]attached, error) {
+	var out []attached
+	for _, f := range ifaces {
+		for _, a := range []struct {
+			prog *ebpf.Program
+			typ  ebpf.AttachType
+			dir  string
+		}{
+			{objs.PciIngress, ebpf.AttachTCXIngress, "ingress"},
+			{objs.PciEgress, ebpf.AttachTCXEgress, "egress"},
+		} {
+			l, err := link.AttachTCX(link.TCXOptions{
+				Interface: f.index,
+				Program:   a.prog,
+				Attach:    a.typ,
+				Anchor:    link.Head(),
+			})
+			if err != nil {
+				for _, done := range out {
+					done.link.Close()
+				}
+				return nil, fmt.Errorf("attach %s program to %s: %w", a.dir, f.name, err)
+			}
+			out = append(out, attached{link: l, pin: linkPinName(f.index, a.dir)})
+		}
+	}
+	return out, nil
+}
+
+// pinAll pins maps, then links, under the layout directory. Links go last:
+// once a link is pinned it enforces on its own.
+func pinAll(pinDir string, objs *bpf.DatapathObjects, links []attached) error {
+	dir := layoutDir(pinDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory (is bpffs mounted at /sys/fs/bpf?): %w", err)
+	}
+	var pinned []string
+	undo := func(err error) error {
+		for _, p := range pinned {
+			os.Remove(p)
+		}
+		return err
+	}
+	for _, name := range bpf.WorkerMaps {
+		m, err := objs.ByName(name)
+		if err != nil {
+			return undo(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := m.Pin(p); err != nil {
+			return undo(fmt.Errorf("pin map %s: %w", name, err))
+		}
+		pinned = append(pinned, p)
+	}
+	for _, l := range links {
+		p := filepath.Join(dir, l.pin)
+		if err := l.link.Pin(p); err != nil {
+			return undo(fmt.Errorf("pin link %s: %w", l.pin, err))
+		}
+		pinned = append(pinned, p)
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+// Package metrics exposes the worker's Prometheus metrics from its own
+// registry. Datapath counters are read from the per-CPU counter map at
+// scrape time, so a scrape always shows what the kernel counted.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pci-segment/pci-segment/bpf"
+)
+
+// Metrics holds the worker's registry and the values it sets itself.
+type Metrics struct {
+	Registry          *prometheus.Registry
+	PolicyGeneration  prometheus.Gauge
+	AuditRecords      prometheus.Counter
+	AuditWriteErrors  prometheus.Counter
+	DatapathReadError prometheus.Counter
+}
+
+// New builds the registry around the counter map.
+func New(counters *ebpf.Map) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		PolicyGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pci_segment_policy_generation",
+			Help: "Generation of the policy set in force.",
+		}),
+		AuditRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pci_segment_audit_records_total",
+			Help: "Audit records written.",
+		}),
+		AuditWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pci_segment_audit_write_errors_total",
+			Help: "Audit records that could not be written.",
+		}),
+		DatapathReadError: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pci_segment_datapath_read_errors_total",
+			Help: "Scrapes that could not read the datapath counters.",
+		}),
+	}
+	reg.MustRegister(m.PolicyGeneration, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
+		&datapath{counters: counters, readErr: m.DatapathReadError},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var (
+	packetsDesc = prometheus.NewDesc("pci_segment_packets_total",
+		"Packets judged by the datapath, by direction and verdict.", []string{"direction", "verdict"}, nil)
+	bytesDesc = prometheus.NewDesc("pci_segment_bytes_total",
+		"Bytes judged by the datapath, by direction and verdict.", []string{"direction", "verdict"}, nil)
+	dropsDesc = prometheus.NewDesc("pci_segment_dropped_packets_total",
+		"Packets dropped, by reason.", []string{"reason"}, nil)
+	lostDesc = prometheus.NewDesc("pci_segment_events_lost_total",
+		"Denied-packet events the ring buffer had no room for.", nil, nil)
+)
+
+var reasons = []uint8{bpf.ReasonNoRule, bpf.ReasonEthertype, bpf.ReasonMalformed, bpf.ReasonUnsupported, bpf.ReasonRevoked}
+
+type datapath struct {
+	counters *ebpf.Map
+	readErr  prometheus.Counter
+}
+
+func (d *datapath) Describe(ch chan<- *prometheus.Desc) {
+	ch <- packetsDesc
+	ch <- bytesDesc
+	ch <- dropsDesc
+	ch <- lostDesc
+}
+
+// read sums a counter slot over CPUs.
+func (d *datapath) read(slot uint32) (bpf.DatapathCounter, error) {
+	var per []bpf.DatapathCounter
+	var sum bpf.DatapathCounter
+	if err := d.counters.Lookup(slot, &per); err != nil {
+		return sum, err
+	}
+	for _, c := range per {
+		sum.Packets += c.Packets
+		sum.Bytes += c.Bytes
+	}
+	return sum, nil
+}
+
+func (d *datapath) Collect(ch chan<- prometheus.Metric) {
+	var errs []error
+	for dir, dname := range []string{"ingress", "egress"} {
+		for _, deny := range []bool{false, true} {
+			verdict := "allow"
+			if deny {
+				verdict = "deny"
+			}
+			c, err := d.read(bpf.CounterVerdict(dir, deny))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(c.Packets), dname, verdict)
+			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(c.Bytes), dname, verdict)
+		}
+	}
+	for _, r := range reasons {
+		c, err := d.read(bpf.CounterReason(r))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(dropsDesc, prometheus.CounterValue, float64(c.Packets), bpf.ReasonName(r))
+	}
+	if c, err := d.read(bpf.CounterEventsLost); err != nil {
+		errs = append(errs, err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(c.Packets))
+	}
+	if len(errs) > 0 {
+		d.readErr.Inc()
+	}
+}
+
+// Serve listens on addr and serves /metrics until the listener fails.
+func Serve(addr string, reg *prometheus.Registry) (net.Addr, <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		done <- err
+	}()
+	return ln.Addr(), done, nil
+}

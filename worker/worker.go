@@ -1,0 +1,391 @@
+// Package worker is the unprivileged half of pci-segment. The loader starts
+// it as the service account with no capabilities and NoNewPrivs; it never
+// runs a line as root, never creates maps and never loads programs.
+//
+// Order of work (Run), chosen so that nothing it reads can act before it is
+// confined:
+//  1. check its own privilege state and refuse to go on if any capability
+//     survived or NoNewPrivs is off (a half-privileged worker is an error);
+//  2. install the seccomp filter (package sandbox);
+//  3. greet the loader and receive the map fds, each checked against the
+//     datapath's map definitions before use;
+//  4. read, validate and compile the policies, write the inactive half of
+//     the maps, flip, and report "policy applied";
+//  5. turn denied-packet events into audit records and serve metrics.
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/pci-segment/pci-segment/audit"
+	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/envflag"
+	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/metrics"
+	"github.com/pci-segment/pci-segment/policy"
+	"github.com/pci-segment/pci-segment/privilege"
+	"github.com/pci-segment/pci-segment/sandbox"
+)
+
+// IPCFD is the descriptor the loader passes the channel on.
+const IPCFD = 3
+
+// Config is the worker's command line, set by the loader.
+type Config struct {
+	Policies    []string
+	Labels      string
+	AuditDir    string
+	StateDir    string
+	MetricsAddr string
+	// AllowRoot is set by the loader when --allow-root was given.
+	AllowRoot bool
+}
+
+// ProcessName is the worker's name in ps, the same as the loader's, so that
+// `ps -C pci-segment` lists both.
+const ProcessName = "pci-segment"
+
+// Run is the worker's main.
+func Run(cfg Config, log hclog.Logger) error {
+	// The name must hold whatever path the binary was started from.
+	_ = os.WriteFile("/proc/self/comm", []byte(ProcessName), 0)
+
+	if err := checkUnprivileged(cfg.AllowRoot); err != nil {
+		return fmt.Errorf("refusing to run: %w", err)
+	}
+	disabled, err := sandbox.DisabledByEnv()
+	if err != nil {
+		return err
+	}
+	if disabled {
+		log.Warn("development override in effect: seccomp filter disabled", sandbox.DisableEnv, os.Getenv(sandbox.DisableEnv))
+	} else {
+		report, err := sandbox.Install(sandbox.WorkerRules())
+		if err != nil {
+			return fmt.Errorf("install seccomp filter: %w", err)
+		}
+		if len(report.Skipped) > 0 {
+			log.Warn("seccomp entries unknown on this system, not filtered", "syscalls", strings.Join(report.Skipped, ","))
+		}
+	}
+
+	conn, err := ipc.FromFD(IPCFD)
+	if err != nil {
+		return fmt.Errorf("open channel to loader: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version}); err != nil {
+		return err
+	}
+	maps, err := receiveMaps(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, m := range maps {
+			m.Close()
+		}
+	}()
+
+	labels, err := policy.ParseLabels(cfg.Labels)
+	if err != nil {
+		return fmt.Errorf("--labels: %w", err)
+	}
+	set, err := policy.Load(cfg.Policies)
+	if err != nil {
+		return fmt.Errorf("policy set rejected, nothing applied:\n%w", err)
+	}
+	compiled, err := policy.Compile(set, labels)
+	if err != nil {
+		return fmt.Errorf("compile policy set: %w", err)
+	}
+	pm := &bpf.PolicyMaps{
+		Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6], Ports: maps[bpf.DatapathMapPorts],
+		Selector: maps[bpf.DatapathMapSelector], Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
+	}
+	const generation = 1
+	if err := pm.Apply(compiled, generation, set.Hash); err != nil {
+		return fmt.Errorf("apply policy set: %w", err)
+	}
+
+	aw, err := audit.Open(cfg.AuditDir)
+	if err != nil {
+		return err
+	}
+	defer aw.Close()
+	met := metrics.New(maps[bpf.DatapathMapCounters])
+	met.PolicyGeneration.Set(generation)
+	rec := &recorder{w: aw, m: met, log: log}
+
+	rec.write(audit.Record{Type: audit.TypeServiceStart, Outcome: "success", Who: who(),
+		Details: map[string]any{"pid": os.Getpid()}})
+	rec.write(privilegeRecord())
+	if disabled {
+		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(),
+			Resource: sandbox.DisableEnv, Details: map[string]any{"seccomp": "disabled"}})
+	}
+	files := make([]map[string]string, 0, len(set.Files))
+	for _, f := range set.Files {
+		files = append(files, map[string]string{"path": f.Path, "sha256": fmt.Sprintf("%x", f.SHA256)})
+	}
+	rec.write(audit.Record{Type: audit.TypePolicyApplied, Outcome: "success", Who: who(), Resource: "policy set",
+		Details: map[string]any{"generation": generation, "set_sha256": set.HashHex(), "files": files,
+			"policies": compiled.Policies, "rules": compiled.Rules, "labels": cfg.Labels,
+			"governed_ingress": compiled.Governed[policy.Ingress], "governed_egress": compiled.Governed[policy.Egress]}})
+	log.Info("policy applied", "generation", generation, "policies", len(compiled.Policies),
+		"rules", compiled.Rules, "set_sha256", set.HashHex())
+
+	if err := conn.Send(ctx, ipc.Applied{Generation: generation, SetHash: set.Hash}); err != nil {
+		return err
+	}
+
+	rd, err := ringbuf.NewReader(maps[bpf.DatapathMapEvents])
+	if err != nil {
+		return fmt.Errorf("open event ring buffer: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rec.events(rd)
+	}()
+
+	addr, served, err := metrics.Serve(cfg.MetricsAddr, met.Registry)
+	if err != nil {
+		return err
+	}
+	log.Info("serving metrics", "addr", addr.String())
+
+	// The loader closes the channel when it goes; its death also kills us
+	// through the parent-death signal.
+	closed := make(chan error, 1)
+	go func() {
+		_, err := conn.Recv(context.Background())
+		closed <- err
+	}()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	var result error
+	select {
+	case s := <-sigc:
+		log.Info("stopping", "signal", s.String())
+	case err := <-closed:
+		result = fmt.Errorf("channel to loader: %w", err)
+	case err := <-served:
+		result = fmt.Errorf("metrics server: %w", err)
+	}
+	rd.Close()
+	wg.Wait()
+	rec.write(audit.Record{Type: audit.TypeServiceStop, Outcome: "success", Who: who()})
+	return result
+}
+
+func who() string { return fmt.Sprintf("pci-segment worker uid=%d pid=%d", os.Getuid(), os.Getpid()) }
+
+// checkUnprivileged refuses a worker that kept any capability or lacks
+// NoNewPrivs. uid 0 is allowed only under the documented overrides, which
+// the loader has already logged.
+func checkUnprivileged(allowRoot bool) error {
+	caps, err := privilege.CurrentCaps()
+	if err != nil {
+		return err
+	}
+	if caps.Effective|caps.Permitted|caps.Inheritable|caps.Bounding|caps.Ambient != 0 {
+		return fmt.Errorf("capabilities survived the drop: effective %#x permitted %#x inheritable %#x bounding %#x ambient %#x",
+			caps.Effective, caps.Permitted, caps.Inheritable, caps.Bounding, caps.Ambient)
+	}
+	nnp, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+	if err != nil {
+		return fmt.Errorf("read NoNewPrivs: %w", err)
+	}
+	if nnp != 1 {
+		return errors.New("NoNewPrivs is not set")
+	}
+	if os.Getuid() == 0 || os.Getgid() == 0 {
+		skip, err := envflag.Bool("PCI_SEGMENT_SKIP_PRIVILEGE_DROP")
+		if err != nil {
+			return err
+		}
+		if !skip && !allowRoot {
+			return fmt.Errorf("running as uid %d gid %d without a development override", os.Getuid(), os.Getgid())
+		}
+	}
+	return nil
+}
+
+func privilegeRecord() audit.Record {
+	d := map[string]any{"uid": os.Getuid(), "gid": os.Getgid()}
+	if p, err := privilege.ReadProcess(os.Getpid()); err == nil {
+		d["state"] = p
+	} else {
+		d["error"] = err.Error()
+	}
+	return audit.Record{Type: audit.TypePrivilegeDrop, Outcome: "success", Who: who(), Details: d}
+}
+
+// receiveMaps takes the map fds and checks each against the datapath's
+// definition before any use.
+func receiveMaps(ctx context.Context, conn *ipc.Conn) (map[string]*ebpf.Map, error) {
+	m, err := conn.Expect(ctx, ipc.TypeMaps)
+	if err != nil {
+		return nil, err
+	}
+	msg := m.(ipc.Maps)
+	maps := map[string]*ebpf.Map{}
+	fail := func(err error) (map[string]*ebpf.Map, error) {
+		for _, mp := range maps {
+			mp.Close()
+		}
+		return nil, err
+	}
+	for i, name := range msg.Names {
+		mp, err := ebpf.NewMapFromFD(msg.FDs[i])
+		if err != nil {
+			for _, fd := range msg.FDs[i:] {
+				unix.Close(fd)
+			}
+			return fail(fmt.Errorf("received fd for map %q: %w", name, err))
+		}
+		if _, dup := maps[name]; dup {
+			mp.Close()
+			return fail(fmt.Errorf("map %q received twice", name))
+		}
+		maps[name] = mp
+		if err := bpf.Check(mp, name); err != nil {
+			for _, fd := range msg.FDs[i+1:] {
+				unix.Close(fd)
+			}
+			return fail(err)
+		}
+	}
+	for _, name := range bpf.WorkerMaps {
+		if maps[name] == nil {
+			return fail(fmt.Errorf("loader did not send map %q", name))
+		}
+	}
+	return maps, nil
+}
+
+// recorder writes audit records, counting every write and every failure.
+type recorder struct {
+	w      *audit.Writer
+	m      *metrics.Metrics
+	log    hclog.Logger
+	ifname sync.Map // ifindex → name
+}
+
+func (r *recorder) write(rec audit.Record) {
+	if err := r.w.Write(rec); err != nil {
+		r.m.AuditWriteErrors.Inc()
+		r.log.Error("audit write failed", "type", rec.Type, "error", err)
+		return
+	}
+	r.m.AuditRecords.Inc()
+}
+
+func (r *recorder) events(rd *ringbuf.Reader) {
+	for {
+		rb, err := rd.Read()
+		if err != nil {
+			if !errors.Is(err, ringbuf.ErrClosed) {
+				r.log.Error("event ring buffer read failed", "error", err)
+			}
+			return
+		}
+		var e bpf.DatapathEvent
+		if err := binary.Read(bytes.NewReader(rb.RawSample), binary.NativeEndian, &e); err != nil {
+			r.log.Error("malformed event from datapath", "bytes", len(rb.RawSample), "error", err)
+			continue
+		}
+		r.write(r.denied(&e))
+	}
+}
+
+func (r *recorder) interfaceName(index uint32) string {
+	if n, ok := r.ifname.Load(index); ok {
+		return n.(string)
+	}
+	name := fmt.Sprintf("ifindex %d", index)
+	if i, err := net.InterfaceByIndex(int(index)); err == nil {
+		name = i.Name
+	}
+	r.ifname.Store(index, name)
+	return name
+}
+
+func (r *recorder) denied(e *bpf.DatapathEvent) audit.Record {
+	var src, dst netip.Addr
+	switch e.Family {
+	case 4:
+		src = netip.AddrFrom4([4]byte(e.Saddr[:4]))
+		dst = netip.AddrFrom4([4]byte(e.Daddr[:4]))
+	case 6:
+		src = netip.AddrFrom16(e.Saddr)
+		dst = netip.AddrFrom16(e.Daddr)
+	}
+	dir := "ingress"
+	if e.Dir == bpf.DirEgress {
+		dir = "egress"
+	}
+	d := map[string]any{
+		"direction": dir,
+		"interface": r.interfaceName(e.Ifindex),
+		"reason":    bpf.ReasonName(e.Reason),
+		"policy":    "default deny",
+		"length":    e.Len,
+	}
+	rec := audit.Record{Type: audit.TypePacketDenied, Outcome: "deny", Origin: r.interfaceName(e.Ifindex), Details: d}
+	if src.IsValid() {
+		sport, dport := ntohs(e.Sport), ntohs(e.Dport)
+		d["protocol"] = protoName(e.Proto)
+		d["src"], d["dst"] = src.String(), dst.String()
+		d["sport"], d["dport"] = sport, dport
+		rec.Who = src.String()
+		rec.Resource = netip.AddrPortFrom(dst, dport).String()
+	} else {
+		d["ethertype"] = fmt.Sprintf("%#04x", e.Ethertype)
+		rec.Who = "unknown"
+	}
+	return rec
+}
+
+func ntohs(v uint16) uint16 {
+	var b [2]byte
+	binary.NativeEndian.PutUint16(b[:], v)
+	return binary.BigEndian.Uint16(b[:])
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case unix.IPPROTO_TCP:
+		return "TCP"
+	case unix.IPPROTO_UDP:
+		return "UDP"
+	case unix.IPPROTO_SCTP:
+		return "SCTP"
+	case unix.IPPROTO_ICMP:
+		return "ICMP"
+	case unix.IPPROTO_ICMPV6:
+		return "ICMPv6"
+	}
+	return strings.TrimSpace(fmt.Sprintf("%d", p))
+}
