@@ -23,7 +23,10 @@ func checkKernel() error {
 	if err := unix.Uname(&u); err != nil {
 		return fmt.Errorf("read kernel version: %w", err)
 	}
-	release := unix.ByteSliceToString(u.Release[:])
+	return checkRelease(unix.ByteSliceToString(u.Release[:]))
+}
+
+func checkRelease(release string) error {
 	major, minor, err := parseRelease(release)
 	if err != nil {
 		return err

@@ -1,6 +1,9 @@
 package loader
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseRelease(t *testing.T) {
 	for _, tc := range []struct {
@@ -19,6 +22,18 @@ func TestParseRelease(t *testing.T) {
 		major, minor, err := parseRelease(tc.in)
 		if tc.bad != (err != nil) || major != tc.major || minor != tc.minor {
 			t.Errorf("parseRelease(%q) = %d, %d, %v", tc.in, major, minor, err)
+		}
+	}
+}
+
+func TestOldKernelIsRefusedNamingBothVersions(t *testing.T) {
+	err := checkRelease("6.1.0-27-amd64")
+	if err == nil || !strings.Contains(err.Error(), "6.1.0-27-amd64") || !strings.Contains(err.Error(), "6.6") {
+		t.Fatalf("checkRelease(6.1) = %v", err)
+	}
+	for _, ok := range []string{"6.6.0", "6.18.44-fc-v1252", "7.0"} {
+		if err := checkRelease(ok); err != nil {
+			t.Errorf("checkRelease(%s) = %v", ok, err)
 		}
 	}
 }
