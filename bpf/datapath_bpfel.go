@@ -80,6 +80,17 @@ type DatapathEvent struct {
 	Pad2      [4]uint8
 }
 
+type DatapathFragKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Proto  uint8
+	Dir    uint8
+	Pad    uint8
+	Id     uint32
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+}
+
 type DatapathHalfConfig struct {
 	_          structs.HostLayout
 	Generation uint64
@@ -127,15 +138,18 @@ const (
 	DatapathMapConntrack        = "conntrack"
 	DatapathMapCounters         = "counters"
 	DatapathMapEvents           = "events"
+	DatapathMapFrags            = "frags"
 	DatapathMapHalves           = "halves"
 	DatapathMapInfo             = "info"
 	DatapathMapPorts            = "ports"
 	DatapathMapSelector         = "selector"
 	DatapathProgPciEgress       = "pci_egress"
 	DatapathProgPciIngress      = "pci_ingress"
+	DatapathVarCheckMode        = "check_mode"
 	DatapathVarCtTimeoutOtherNs = "ct_timeout_other_ns"
 	DatapathVarCtTimeoutTcpNs   = "ct_timeout_tcp_ns"
 	DatapathVarCtTimeoutUdpNs   = "ct_timeout_udp_ns"
+	DatapathVarFragTimeoutNs    = "frag_timeout_ns"
 	DatapathVarUnusedEvent      = "unused_event"
 	DatapathVarUnusedInfo       = "unused_info"
 )
@@ -195,6 +209,7 @@ type DatapathMapSpecs struct {
 	Conntrack *ebpf.MapSpec `ebpf:"conntrack"`
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
+	Frags     *ebpf.MapSpec `ebpf:"frags"`
 	Halves    *ebpf.MapSpec `ebpf:"halves"`
 	Info      *ebpf.MapSpec `ebpf:"info"`
 	Ports     *ebpf.MapSpec `ebpf:"ports"`
@@ -205,9 +220,11 @@ type DatapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type DatapathVariableSpecs struct {
+	CheckMode        *ebpf.VariableSpec `ebpf:"check_mode"`
 	CtTimeoutOtherNs *ebpf.VariableSpec `ebpf:"ct_timeout_other_ns"`
 	CtTimeoutTcpNs   *ebpf.VariableSpec `ebpf:"ct_timeout_tcp_ns"`
 	CtTimeoutUdpNs   *ebpf.VariableSpec `ebpf:"ct_timeout_udp_ns"`
+	FragTimeoutNs    *ebpf.VariableSpec `ebpf:"frag_timeout_ns"`
 	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedInfo       *ebpf.VariableSpec `ebpf:"unused_info"`
 }
@@ -237,6 +254,7 @@ type DatapathMaps struct {
 	Conntrack *ebpf.Map `ebpf:"conntrack"`
 	Counters  *ebpf.Map `ebpf:"counters"`
 	Events    *ebpf.Map `ebpf:"events"`
+	Frags     *ebpf.Map `ebpf:"frags"`
 	Halves    *ebpf.Map `ebpf:"halves"`
 	Info      *ebpf.Map `ebpf:"info"`
 	Ports     *ebpf.Map `ebpf:"ports"`
@@ -250,6 +268,7 @@ func (m *DatapathMaps) Close() error {
 		m.Conntrack,
 		m.Counters,
 		m.Events,
+		m.Frags,
 		m.Halves,
 		m.Info,
 		m.Ports,
@@ -261,9 +280,11 @@ func (m *DatapathMaps) Close() error {
 //
 // It can be passed to LoadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type DatapathVariables struct {
+	CheckMode        *ebpf.Variable `ebpf:"check_mode"`
 	CtTimeoutOtherNs *ebpf.Variable `ebpf:"ct_timeout_other_ns"`
 	CtTimeoutTcpNs   *ebpf.Variable `ebpf:"ct_timeout_tcp_ns"`
 	CtTimeoutUdpNs   *ebpf.Variable `ebpf:"ct_timeout_udp_ns"`
+	FragTimeoutNs    *ebpf.Variable `ebpf:"frag_timeout_ns"`
 	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 	UnusedInfo       *ebpf.Variable `ebpf:"unused_info"`
 }

@@ -19,49 +19,6 @@ const (
 	verdictDrop = 2          // TCX_DROP
 )
 
-// pkt describes a crafted test packet. Src and Dst are seen on the wire:
-// for ingress the peer is Src, for egress Dst.
-type pkt struct {
-	src, dst     netip.Addr
-	proto        uint8
-	sport, dport uint16
-}
-
-// frame builds Ethernet + IPv4/IPv6 + TCP/UDP headers; the datapath reads
-// nothing past the ports, and no checksum.
-func (p pkt) frame() []byte {
-	b := make([]byte, 14, 128)
-	b[12], b[13] = 0x08, 0x00
-	if p.src.Is6() {
-		b[12], b[13] = 0x86, 0xdd
-		ip := make([]byte, 40)
-		ip[0] = 0x60
-		ip[6] = p.proto
-		ip[7] = 64
-		s, d := p.src.As16(), p.dst.As16()
-		copy(ip[8:], s[:])
-		copy(ip[24:], d[:])
-		b = append(b, ip...)
-	} else {
-		ip := make([]byte, 20)
-		ip[0] = 0x45
-		ip[8] = 64
-		ip[9] = p.proto
-		s, d := p.src.As4(), p.dst.As4()
-		copy(ip[12:], s[:])
-		copy(ip[16:], d[:])
-		b = append(b, ip...)
-	}
-	l4 := make([]byte, 20)
-	binary.BigEndian.PutUint16(l4[0:], p.sport)
-	binary.BigEndian.PutUint16(l4[2:], p.dport)
-	if p.proto == 6 {
-		l4[12] = 5 << 4
-		l4[13] = 0x02 // SYN
-	}
-	return append(b, l4...)
-}
-
 // datapath loads the real programs with the policy compiled for labels.
 func datapath(t *testing.T, yaml, labels string) *DatapathObjects {
 	t.Helper()
@@ -95,9 +52,9 @@ func datapath(t *testing.T, yaml, labels string) *DatapathObjects {
 	return objs
 }
 
-func run(t *testing.T, prog *ebpf.Program, p pkt) uint32 {
+func run(t *testing.T, prog *ebpf.Program, p Packet) uint32 {
 	t.Helper()
-	ret, err := prog.Run(&ebpf.RunOptions{Data: p.frame()})
+	ret, err := prog.Run(&ebpf.RunOptions{Data: p.Frame()})
 	if err != nil {
 		t.Fatalf("test run: %v", err)
 	}
@@ -112,7 +69,7 @@ var (
 type verdictCase struct {
 	name   string
 	egress bool
-	p      pkt
+	p      Packet
 	allow  bool
 }
 
@@ -140,17 +97,17 @@ var (
 	host6 = netip.MustParseAddr("2001:db8::1")
 )
 
-func in4(src string, proto uint8, dport uint16) pkt {
-	return pkt{src: netip.MustParseAddr(src), dst: host4, proto: proto, sport: 40000, dport: dport}
+func in4(src string, proto uint8, dport uint16) Packet {
+	return Packet{Src: netip.MustParseAddr(src), Dst: host4, Proto: proto, Sport: 40000, Dport: dport}
 }
 
-func out(dst string, proto uint8, dport uint16) pkt {
+func out(dst string, proto uint8, dport uint16) Packet {
 	d := netip.MustParseAddr(dst)
 	src := host4
 	if d.Is6() {
 		src = host6
 	}
-	return pkt{src: src, dst: d, proto: proto, sport: 40001, dport: dport}
+	return Packet{Src: src, Dst: d, Proto: proto, Sport: 40001, Dport: dport}
 }
 
 // Cases from public bug reports in peer projects.
@@ -242,7 +199,7 @@ spec:
 	checkVerdicts(t, objs, []verdictCase{
 		{"ingress TCP 443", false, in4("10.0.0.1", tcp, 443), true},
 		{"ingress UDP 53", false, in4("10.0.0.2", udp, 53), true},
-		{"ingress IPv6", false, pkt{src: netip.MustParseAddr("2001:db8::9"), dst: host6, proto: tcp, sport: 1, dport: 22}, true},
+		{"ingress IPv6", false, Packet{Src: netip.MustParseAddr("2001:db8::9"), Dst: host6, Proto: tcp, Sport: 1, Dport: 22}, true},
 	})
 }
 
@@ -259,12 +216,12 @@ spec:
       ports: [{protocol: UDP, port: 53}]
 `, "")
 	query := out("10.9.0.53", udp, 53)
-	reply := pkt{src: query.dst, dst: query.src, proto: udp, sport: 53, dport: query.sport}
+	reply := Packet{Src: query.Dst, Dst: query.Src, Proto: udp, Sport: 53, Dport: query.Sport}
 	checkVerdicts(t, objs, []verdictCase{
 		{"unsolicited reply-shaped packet is dropped", false, reply, false},
 		{"query out", true, query, true},
 		{"its reply in", false, reply, true},
-		{"another port from the same peer is dropped", false, pkt{src: query.dst, dst: query.src, proto: udp, sport: 53, dport: 9}, false},
+		{"another port from the same peer is dropped", false, Packet{Src: query.Dst, Dst: query.Src, Proto: udp, Sport: 53, Dport: 9}, false},
 	})
 }
 
@@ -324,7 +281,9 @@ spec:
 			// next header ICMPv6, length 0 (8 bytes), router alert
 			b = append(b, 58, 0, 5, 2, 0, 0, 1, 0)
 		}
-		return append(b, typ, 0, 0, 0, 0, 0, 0, 0)
+		b = append(b, typ, 0, 0, 0, 0, 0, 0, 0)
+		binary.BigEndian.PutUint16(b[14+4:], uint16(len(b)-14-40))
+		return b
 	}
 	for _, tc := range []struct {
 		name string

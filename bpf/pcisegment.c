@@ -44,8 +44,9 @@ enum reason {
 	REASON_NO_RULE = 1,     // governed direction, no rule allows it
 	REASON_ETHERTYPE = 2,   // not ARP, IPv4 or IPv6
 	REASON_MALFORMED = 3,   // headers shorter than they claim
-	REASON_UNSUPPORTED = 4, // fragments, IPv6 extension headers, VLAN tags
+	REASON_UNSUPPORTED = 4, // unknown or too many IPv6 extension headers
 	REASON_REVOKED = 5,     // tracked flow no longer allowed by the policy
+	REASON_FRAGMENT = 6,    // later fragment whose first fragment did not pass
 };
 
 // Counter slots; mirrored in bpf/datapath.go.
@@ -59,6 +60,15 @@ enum reason {
 volatile const __u64 ct_timeout_tcp_ns = 3600ULL * 1000000000ULL;
 volatile const __u64 ct_timeout_udp_ns = 120ULL * 1000000000ULL;
 volatile const __u64 ct_timeout_other_ns = 30ULL * 1000000000ULL;
+// How long the first fragment of a datagram vouches for the rest (the
+// kernel's own reassembly timeout is 30 s).
+volatile const __u64 frag_timeout_ns = 30ULL * 1000000000ULL;
+
+// check_mode makes the twin that `pci-segment check --live` and the tests
+// run with BPF_PROG_TEST_RUN: it reads the policy maps of the loaded
+// program but keeps no state, counts nothing and reports no events, so a
+// crafted packet judged by it leaves the live datapath untouched.
+volatile const __u8 check_mode = 0;
 
 // An LPM key covers half, dir and pad (32 bits) before the address, so one
 // trie holds both halves and both directions: prefixlen = 32 + address bits.
@@ -131,6 +141,18 @@ struct ct_value {
 	__u8 dir;
 	__u8 reply;
 	__u8 pad[6];
+};
+
+// The first fragment of a datagram that was allowed, so that its later
+// fragments (which carry no ports) may follow. Value: when it passed.
+struct frag_key {
+	__u8 family;
+	__u8 proto;
+	__u8 dir;
+	__u8 pad;
+	__u32 id;
+	__u8 saddr[16];
+	__u8 daddr[16];
 };
 
 struct counter {
@@ -209,6 +231,13 @@ struct {
 } conntrack SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct frag_key);
+	__type(value, __u64);
+} frags SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, CNT_SLOTS);
 	__type(key, __u32);
@@ -238,6 +267,12 @@ enum parsed {
 	PARSED_MALFORMED,
 };
 
+enum frag {
+	FRAG_NONE,  // a whole datagram
+	FRAG_FIRST, // offset 0, more to come: carries the ports
+	FRAG_LATER, // offset > 0: no ports, judged by its first fragment
+};
+
 struct packet {
 	__u8 family;
 	__u8 proto;
@@ -247,8 +282,16 @@ struct packet {
 	__be16 sport;
 	__be16 dport;
 	__u8 has_ports;   // TCP, UDP or SCTP with both ports read
-	__u8 unsupported; // parsed, but not judged until later work
-	__u8 icmp6_type;
+	__u8 bad_ext;     // unknown or too many IPv6 extension headers
+	__u8 frag;        // enum frag
+	__u8 icmp_type;   // ICMP or ICMPv6 type
+	__u32 frag_id;    // IPv4 identification or IPv6 fragment id
+	__u8 icmp_quote;  // an ICMP error quoting a TCP/UDP/SCTP packet
+	__u8 q_proto;     // the quoted packet's protocol, addresses, ports
+	__be16 q_sport;
+	__be16 q_dport;
+	__u8 q_saddr[16];
+	__u8 q_daddr[16];
 };
 
 static __always_inline int is_tracked(__u8 proto)
@@ -256,59 +299,109 @@ static __always_inline int is_tracked(__u8 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
 }
 
-static __always_inline int is_ipv6_ext(__u8 nexthdr)
+// ICMP errors carry the start of the packet that caused them.
+static __always_inline int is_icmp_error(__u8 family, __u8 type)
 {
-	switch (nexthdr) {
-	case 0:   // hop-by-hop
-	case 43:  // routing
-	case 44:  // fragment
-	case 51:  // authentication
-	case 60:  // destination options
-	case 135: // mobility
-	case 139: // HIP
-	case 140: // shim6
-	case 253:
-	case 254:
-		return 1;
+	if (family == FAMILY_IPV4) // unreachable, time exceeded, parameter problem
+		return type == 3 || type == 11 || type == 12;
+	// unreachable, packet too big, time exceeded, parameter problem
+	return type >= 1 && type <= 4;
+}
+
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXT 8
+
+// parse_quote reads the tuple of the packet an ICMP error quotes, which
+// starts 8 bytes into the ICMP message.
+static __always_inline void parse_quote(struct __sk_buff *skb, struct packet *p, __u32 off)
+{
+	__be16 ports[2];
+	__u32 l4off;
+
+	if (p->family == FAMILY_IPV4) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.version != 4 || ip.ihl < 5)
+			return;
+		if (bpf_ntohs(ip.frag_off) & 0x1fff)
+			return;
+		p->q_proto = ip.protocol;
+		__builtin_memcpy(p->q_saddr, &ip.saddr, 4);
+		__builtin_memcpy(p->q_daddr, &ip.daddr, 4);
+		l4off = off + ip.ihl * 4;
+	} else {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) || ip6.version != 6)
+			return;
+		p->q_proto = ip6.nexthdr;
+		__builtin_memcpy(p->q_saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->q_daddr, &ip6.daddr, 16);
+		l4off = off + sizeof(ip6);
 	}
-	return 0;
+	if (!is_tracked(p->q_proto) || bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)))
+		return;
+	p->q_sport = ports[0];
+	p->q_dport = ports[1];
+	p->icmp_quote = 1;
 }
 
 static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p)
 {
 	struct ethhdr eth;
-	__u32 l4off;
+	__u32 off = ETH_HLEN, l4off, end;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
 		return PARSED_MALFORMED;
 	p->ethertype = bpf_ntohs(eth.h_proto);
+
+	// Tags still in the frame; on a real path the kernel has usually
+	// moved the outer one into skb metadata already.
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		__be16 tag[2]; // TCI, encapsulated ethertype
+
+		if (p->ethertype != ETH_P_8021Q_ && p->ethertype != ETH_P_8021AD_)
+			break;
+		if (bpf_skb_load_bytes(skb, off, tag, sizeof(tag)))
+			return PARSED_MALFORMED;
+		p->ethertype = bpf_ntohs(tag[1]);
+		off += 4;
+	}
 
 	switch (p->ethertype) {
 	case ETH_P_ARP:
 		return PARSED_ARP;
 	case ETH_P_IP: {
 		struct iphdr ip;
+		__u16 frag;
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
 			return PARSED_MALFORMED;
-		if (ip.version != 4 || ip.ihl < 5)
+		if (ip.version != 4 || ip.ihl < 5 || bpf_ntohs(ip.tot_len) < ip.ihl * 4)
 			return PARSED_MALFORMED;
 		p->family = FAMILY_IPV4;
 		p->proto = ip.protocol;
 		__builtin_memcpy(p->saddr, &ip.saddr, 4);
 		__builtin_memcpy(p->daddr, &ip.daddr, 4);
-		// A non-first fragment carries no ports.
-		if (bpf_ntohs(ip.frag_off) & 0x1fff) {
-			p->unsupported = 1;
+		end = off + bpf_ntohs(ip.tot_len);
+		frag = bpf_ntohs(ip.frag_off);
+		if (frag & 0x1fff) {
+			p->frag = FRAG_LATER;
+			p->frag_id = ip.id;
 			return PARSED_IP;
 		}
-		l4off = ETH_HLEN + ip.ihl * 4;
+		if (frag & 0x2000) {
+			p->frag = FRAG_FIRST;
+			p->frag_id = ip.id;
+		}
+		l4off = off + ip.ihl * 4;
 		break;
 	}
 	case ETH_P_IPV6: {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)))
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
 			return PARSED_MALFORMED;
 		if (ip6.version != 6)
 			return PARSED_MALFORMED;
@@ -316,28 +409,71 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 		p->proto = ip6.nexthdr;
 		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
-		l4off = ETH_HLEN + sizeof(ip6);
-		// Multicast listener reports travel behind one hop-by-hop
-		// header (router alert): step over that one. Walking every
-		// extension header is not done yet; the rest count as
-		// unsupported.
-		if (p->proto == 0) {
-			__u8 hbh[2];
+		l4off = off + sizeof(ip6);
+		end = l4off + bpf_ntohs(ip6.payload_len);
 
-			if (bpf_skb_load_bytes(skb, l4off, hbh, sizeof(hbh)))
-				return PARSED_MALFORMED;
-			p->proto = hbh[0];
-			l4off += (hbh[1] + 1) * 8;
+		// Walk the extension headers to the upper-layer header.
+#pragma unroll
+		for (int i = 0; i < MAX_IPV6_EXT; i++) {
+			__u8 h[8];
+
+			switch (p->proto) {
+			case 0:  // hop-by-hop options
+			case 43: // routing
+			case 60: // destination options
+				if (bpf_skb_load_bytes(skb, l4off, h, 2))
+					return PARSED_MALFORMED;
+				p->proto = h[0];
+				l4off += (h[1] + 1) * 8;
+				continue;
+			case 51: // authentication header: length in 4-byte units
+				if (bpf_skb_load_bytes(skb, l4off, h, 2))
+					return PARSED_MALFORMED;
+				p->proto = h[0];
+				l4off += (h[1] + 2) * 4;
+				continue;
+			case 44: { // fragment
+				__u16 offflags;
+
+				if (bpf_skb_load_bytes(skb, l4off, h, 8))
+					return PARSED_MALFORMED;
+				p->proto = h[0];
+				l4off += 8;
+				offflags = (h[2] << 8) | h[3];
+				__builtin_memcpy(&p->frag_id, &h[4], 4);
+				if (offflags & 0xfff8) {
+					p->frag = FRAG_LATER;
+					return PARSED_IP;
+				}
+				if (offflags & 1)
+					p->frag = FRAG_FIRST;
+				continue;
+			}
+			case 135: // mobility
+			case 139: // host identity protocol
+			case 140: // shim6
+			case 253: // experimental
+			case 254:
+				p->bad_ext = 1;
+				return PARSED_IP;
+			}
+			break;
 		}
-		if (is_ipv6_ext(p->proto)) {
-			p->unsupported = 1;
+		// Still an extension header after the bound: too many.
+		switch (p->proto) {
+		case 0:
+		case 43:
+		case 44:
+		case 51:
+		case 60:
+			p->bad_ext = 1;
 			return PARSED_IP;
 		}
 		break;
 	}
 	case ETH_P_8021Q_:
 	case ETH_P_8021AD_:
-		// A tag still in the frame (not offloaded to skb metadata).
+		// More tags than MAX_VLAN_TAGS.
 		return PARSED_OTHER;
 	default:
 		return PARSED_OTHER;
@@ -346,39 +482,43 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 	if (is_tracked(p->proto)) {
 		__be16 portpair[2];
 
-		// A first fragment too short for its ports is malformed.
-		if (bpf_skb_load_bytes(skb, l4off, portpair, sizeof(portpair)))
+		// A first fragment too short for its ports is malformed: the
+		// IP length bounds the read, not the frame (which may be padded).
+		if (l4off + sizeof(portpair) > end ||
+		    bpf_skb_load_bytes(skb, l4off, portpair, sizeof(portpair)))
 			return PARSED_MALFORMED;
 		p->sport = portpair[0];
 		p->dport = portpair[1];
 		p->has_ports = 1;
-	} else if (p->family == FAMILY_IPV6 && p->proto == IPPROTO_ICMPV6_) {
-		if (bpf_skb_load_bytes(skb, l4off, &p->icmp6_type, 1))
+	} else if ((p->family == FAMILY_IPV4 && p->proto == IPPROTO_ICMP) ||
+		   (p->family == FAMILY_IPV6 && p->proto == IPPROTO_ICMPV6_)) {
+		if (l4off + 1 > end || bpf_skb_load_bytes(skb, l4off, &p->icmp_type, 1))
 			return PARSED_MALFORMED;
+		if (is_icmp_error(p->family, p->icmp_type))
+			parse_quote(skb, p, l4off + 8);
 	}
 	return PARSED_IP;
 }
 
 static __always_inline void count(__u32 slot, struct __sk_buff *skb)
 {
-	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
+	struct counter *c;
 
+	if (check_mode)
+		return;
+	c = bpf_map_lookup_elem(&counters, &slot);
 	if (c) {
 		c->packets++;
 		c->bytes += skb->len;
 	}
 }
 
-static __always_inline int allow(struct __sk_buff *skb, __u8 dir)
-{
-	count(CNT_VERDICT(dir, 0), skb);
-	return TCX_NEXT;
-}
-
 static __always_inline int deny(struct __sk_buff *skb, __u8 dir, struct packet *p, __u8 reason)
 {
 	struct event *e;
 
+	if (check_mode)
+		return TCX_DROP;
 	count(CNT_VERDICT(dir, 1), skb);
 	count(CNT_REASON(reason), skb);
 
@@ -537,12 +677,70 @@ static __always_inline int is_neighbour_discovery(const struct packet *p)
 {
 	if (p->family != FAMILY_IPV6 || p->proto != IPPROTO_ICMPV6_)
 		return 0;
-	switch (p->icmp6_type) {
+	switch (p->icmp_type) {
 	case 130 ... 137:
 	case 143:
 		return 1;
 	}
 	return 0;
+}
+
+static __always_inline void frag_key_of(struct frag_key *k, const struct packet *p, __u8 dir)
+{
+	k->family = p->family;
+	k->proto = p->proto;
+	k->dir = dir;
+	k->id = p->frag_id;
+	__builtin_memcpy(k->saddr, p->saddr, 16);
+	__builtin_memcpy(k->daddr, p->daddr, 16);
+}
+
+// frag_allowed reports whether the first fragment of this datagram passed.
+static __always_inline int frag_allowed(const struct packet *p, __u8 dir, __u64 now)
+{
+	struct frag_key k = {};
+	__u64 *seen;
+
+	frag_key_of(&k, p, dir);
+	seen = bpf_map_lookup_elem(&frags, &k);
+	return seen && now - *seen <= frag_timeout_ns;
+}
+
+// ct_quoted reports whether an ICMP error quotes a packet of a tracked flow
+// that travelled the other way.
+static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 now)
+{
+	struct ct_key k = {
+		.family = p->family,
+		.proto = p->q_proto,
+		.sport = p->q_sport,
+		.dport = p->q_dport,
+	};
+	struct ct_value *v;
+
+	__builtin_memcpy(k.saddr, p->q_saddr, 16);
+	__builtin_memcpy(k.daddr, p->q_daddr, 16);
+	v = bpf_map_lookup_elem(&conntrack, &k);
+	return v && v->dir == (dir ^ 1) && now - v->last_seen_ns <= ct_timeout(p->q_proto);
+}
+
+// pass lets an allowed packet through, remembering what later packets need:
+// the flow for its replies, the first fragment for the rest of the datagram.
+static __always_inline int pass(struct __sk_buff *skb, __u8 dir, const struct packet *p,
+				const struct half_config *hc, int new_flow, __u64 now)
+{
+	if (check_mode)
+		return TCX_NEXT;
+	if (new_flow && p->has_ports)
+		ct_create(p, dir, hc->generation, now);
+	if (p->frag == FRAG_FIRST) {
+		struct frag_key k = {};
+
+		frag_key_of(&k, p, dir);
+		bpf_map_update_elem(&frags, &k, &now, BPF_ANY);
+	}
+	count(CNT_VERDICT(dir, 0), skb);
+	return TCX_NEXT;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
@@ -551,7 +749,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct half_config *hc;
 	struct selector_value *sel;
 	__u32 zero = 0, half;
-	enum parsed parsed;
 	int governed;
 	__u64 now;
 
@@ -563,47 +760,56 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (!hc)
 		return TCX_DROP;
 	governed = hc->governed[dir];
+	now = bpf_ktime_get_boot_ns();
 
-	parsed = parse(skb, &p);
-	switch (parsed) {
+	switch (parse(skb, &p)) {
 	case PARSED_ARP:
-		return allow(skb, dir);
+		return pass(skb, dir, &p, hc, 0, now);
 	case PARSED_OTHER:
-		return governed ? deny(skb, dir, &p, REASON_ETHERTYPE) : allow(skb, dir);
+		return governed ? deny(skb, dir, &p, REASON_ETHERTYPE) : pass(skb, dir, &p, hc, 0, now);
 	case PARSED_MALFORMED:
-		return governed ? deny(skb, dir, &p, REASON_MALFORMED) : allow(skb, dir);
+		return governed ? deny(skb, dir, &p, REASON_MALFORMED) : pass(skb, dir, &p, hc, 0, now);
 	case PARSED_IP:
 		break;
 	}
 
 	if (is_neighbour_discovery(&p))
-		return allow(skb, dir);
+		return pass(skb, dir, &p, hc, 0, now);
+	if (p.bad_ext)
+		return governed ? deny(skb, dir, &p, REASON_UNSUPPORTED) : pass(skb, dir, &p, hc, 0, now);
 
-	now = bpf_ktime_get_boot_ns();
-	if (p.has_ports) {
-		switch (ct_check(&p, dir, half, hc, now)) {
-		case CT_ALLOW:
-			return allow(skb, dir);
-		case CT_REVOKED:
-			return deny(skb, dir, &p, REASON_REVOKED);
-		case CT_MISS:
-			break;
+	// A later fragment has no ports: it follows its first fragment. The
+	// twin keeps no state, so it judges every later fragment unseen.
+	if (p.frag == FRAG_LATER) {
+		if (!governed || (!check_mode && frag_allowed(&p, dir, now)))
+			return pass(skb, dir, &p, hc, 0, now);
+		return deny(skb, dir, &p, REASON_FRAGMENT);
+	}
+
+	if (!check_mode) {
+		if (p.icmp_quote && ct_quoted(&p, dir, now))
+			return pass(skb, dir, &p, hc, 0, now);
+		if (p.has_ports) {
+			switch (ct_check(&p, dir, half, hc, now)) {
+			case CT_ALLOW:
+				return pass(skb, dir, &p, hc, 0, now);
+			case CT_REVOKED:
+				return deny(skb, dir, &p, REASON_REVOKED);
+			case CT_MISS:
+				break;
+			}
 		}
 	}
 
 	if (governed) {
-		if (p.unsupported)
-			return deny(skb, dir, &p, REASON_UNSUPPORTED);
 		const __u8 *peer = dir == DIR_INGRESS ? p.saddr : p.daddr;
+
 		if (!rules_allow(half, dir, p.family, peer, p.proto, p.dport))
 			return deny(skb, dir, &p, REASON_NO_RULE);
 	}
-
 	// Allowed, by a rule or because no policy governs this direction:
 	// replies of this flow may pass the other way.
-	if (p.has_ports)
-		ct_create(&p, dir, hc->generation, now);
-	return allow(skb, dir);
+	return pass(skb, dir, &p, hc, 1, now);
 }
 
 SEC("tcx/ingress")
