@@ -178,7 +178,7 @@ func resolveInterfaces(names []string) ([]iface, error) {
 		for _, m := range matches {
 			i, err := net.InterfaceByName(m)
 			if err != nil {
-				return nil, fmt.Errorf("--interface %q: %w", m, err)
+				return nil, fmt.Errorf("--interface %q: no such interface in this network namespace (available: %s)", m, interfaceNames())
 			}
 			// The datapath parses an Ethernet header; an L3 device
 			// (tun, wireguard) has none.
@@ -238,4 +238,16 @@ func scanTable(path string, fn func([]string)) error {
 		fn(strings.Fields(s.Text()))
 	}
 	return s.Err()
+}
+
+func interfaceNames() string {
+	all, err := net.Interfaces()
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	names := make([]string, len(all))
+	for i, f := range all {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
 }

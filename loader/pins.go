@@ -36,7 +36,7 @@ func checkBPFFS(pinDir string) error {
 		err := unix.Statfs(dir, &st)
 		if err == nil {
 			if st.Type != unix.BPF_FS_MAGIC {
-				return fmt.Errorf("%s is not on a bpf filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` (systemd does this at boot) or choose --pin-dir inside one", dir)
+				return fmt.Errorf("%s is not on a bpf filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` (systemd does this at boot) or choose --pin-dir inside one; under `ip netns exec`, which remounts /sys, use `nsenter --net=/run/netns/NAME` instead", dir)
 			}
 			return nil
 		}
@@ -71,6 +71,9 @@ func refuseExistingPins(pinDir string) error {
 // from their interfaces first, so enforcement ends even while another process
 // still holds a link fd.
 func Detach(pinDir string, log hclog.Logger) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("detach must run as root (running as uid %d): the pins are root's", os.Geteuid())
+	}
 	dir := layoutDir(pinDir)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {

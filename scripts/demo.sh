@@ -225,9 +225,9 @@ expect() {
 	shift 2
 	got=$(probe "$@")
 	if [[ $want == open && $got == open ]]; then
-		printf '   [PASS]     %-46s connected, echo came back\n' "$what"
+		printf '   [ALLOWED]  %-46s connected, echo came back\n' "$what"
 	elif [[ $want == dropped && $got == dropped ]]; then
-		printf '   [BLOCKED]  %-46s no answer in %ss: dropped\n' "$what" "$PROBE_TIMEOUT"
+		printf '   [DROPPED]  %-46s no answer in %ss: dropped\n' "$what" "$PROBE_TIMEOUT"
 	else
 		printf '   [UNEXPECTED] %-44s %s, expected %s\n' "$what" "$got" "$want"
 		FAILURES=$((FAILURES + 1))

@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -112,7 +113,15 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	set, err := policy.Load(cfg.Policies)
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w\nthe worker reads policies as uid %d: make files readable by it (for example group pci-segment, mode 0640; directories 0750)", err, os.Getuid())
+		}
 		return fmt.Errorf("policy set rejected, nothing applied:\n%w", err)
+	}
+	// What validate warns about (no policy selects this host, a direction
+	// of a CDE host left unfiltered) must not pass silently at enforce.
+	for _, w := range set.HostWarnings(labels) {
+		log.Warn("policy set warning", "finding", w.Error())
 	}
 	compiled, err := policy.Compile(set, labels)
 	if err != nil {

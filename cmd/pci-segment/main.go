@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/alecthomas/kong"
 	"github.com/hashicorp/go-hclog"
@@ -21,7 +22,8 @@ import (
 func init() { runtime.LockOSThread() }
 
 type cli struct {
-	LogLevel string `help:"Operator log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
+	LogLevel string           `help:"Operator log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
+	Version  kong.VersionFlag `help:"Print the version and exit."`
 
 	Validate validateCmd `cmd:"" help:"Check policy files: schema and PCI checks. Exit 0 valid, 1 invalid, 2 usage."`
 	Enforce  enforceCmd  `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
@@ -58,6 +60,26 @@ type workerCmd struct {
 	AllowRoot   bool
 }
 
+// version names the build: the module version and VCS revision Go records.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "pci-segment (unknown build)"
+	}
+	v := "pci-segment " + bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v + " " + bi.GoVersion
+}
+
 func logger(name, level string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(level), Output: os.Stderr})
 }
@@ -66,6 +88,7 @@ func main() {
 	var c cli
 	parser, err := kong.New(&c, kong.Name("pci-segment"),
 		kong.Description("PCI-DSS network segmentation enforced with eBPF."),
+		kong.Vars{"version": version()},
 		kong.Exit(func(code int) {
 			// kong exits 80 on usage errors; the documented code is 2.
 			if code != 0 {
