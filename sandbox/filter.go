@@ -116,10 +116,35 @@ func (r Rule) validate() error {
 		return fmt.Errorf("%s: errno %d out of range", r.Syscall, r.Errno)
 	case r.Why == "":
 		return fmt.Errorf("%s: no reason given", r.Syscall)
-	case r.Unless != nil && r.Unless.Arg > 5:
-		return fmt.Errorf("%s: argument %d out of range", r.Syscall, r.Unless.Arg)
+	case r.Unless != nil && r.Unless.Arg > 5, r.When != nil && r.When.Arg > 5, r.WhenAnyBit != nil && r.WhenAnyBit.Arg > 5:
+		return fmt.Errorf("%s: argument out of range", r.Syscall)
+	case (r.Unless != nil && r.When != nil) || (r.WhenAnyBit != nil && (r.Unless != nil || r.When != nil)):
+		return fmt.Errorf("%s: more than one argument condition", r.Syscall)
 	}
 	return nil
+}
+
+// conditions returns the alternatives (any one refuses the call) as masked
+// comparisons; nil means refuse every call.
+func (r Rule) conditions() [][3]uint64 {
+	var out [][3]uint64 // arg, mask, value
+	switch {
+	case r.Unless != nil:
+		for _, b := range complementBlocks(r.Unless.Values) {
+			out = append(out, [3]uint64{uint64(r.Unless.Arg), uint64(b.mask), uint64(b.value)})
+		}
+	case r.When != nil:
+		for _, v := range r.When.Values {
+			out = append(out, [3]uint64{uint64(r.When.Arg), 0xffffffff, uint64(v)})
+		}
+	case r.WhenAnyBit != nil:
+		for bit := uint64(1); bit != 0; bit <<= 1 {
+			if r.WhenAnyBit.Mask&bit != 0 {
+				out = append(out, [3]uint64{uint64(r.WhenAnyBit.Arg), bit, bit})
+			}
+		}
+	}
+	return out
 }
 
 // add adds r to f and returns how many libseccomp rules that took.
@@ -135,24 +160,24 @@ func (r Rule) add(f *seccomp.ScmpFilter) (int, error) {
 	}
 	action := seccomp.ActErrno.SetReturnCode(int16(r.Errno))
 
-	if r.Unless == nil {
+	conds := r.conditions()
+	if conds == nil {
 		if err := f.AddRuleExact(nr, action); err != nil {
 			return 0, fmt.Errorf("add seccomp rule for %s: %w", r.Syscall, err)
 		}
 		return 1, nil
 	}
-	blocks := complementBlocks(r.Unless.Values)
-	for _, b := range blocks {
-		// libseccomp compares (arg & Operand1) == Operand2 on all 64 bits;
-		// the mask's upper half is zero, so the upper half of the register
-		// never matters, as in the kernel.
-		cond, err := seccomp.MakeCondition(r.Unless.Arg, seccomp.CompareMaskedEqual, uint64(b.mask), uint64(b.value))
+	for _, c := range conds {
+		// libseccomp compares (arg & mask) == value on all 64 bits; the
+		// masks' upper halves are zero for int arguments, so the upper
+		// half of the register never matters, as in the kernel.
+		cond, err := seccomp.MakeCondition(uint(c[0]), seccomp.CompareMaskedEqual, c[1], c[2])
 		if err != nil {
 			return 0, fmt.Errorf("seccomp condition for %s: %w", r.Syscall, err)
 		}
 		if err := f.AddRuleConditionalExact(nr, action, []seccomp.ScmpCondition{cond}); err != nil {
-			return 0, fmt.Errorf("add seccomp rule for %s (arg %d & %#x == %#x): %w", r.Syscall, r.Unless.Arg, b.mask, b.value, err)
+			return 0, fmt.Errorf("add seccomp rule for %s (arg %d & %#x == %#x): %w", r.Syscall, c[0], c[1], c[2], err)
 		}
 	}
-	return len(blocks), nil
+	return len(conds), nil
 }

@@ -229,8 +229,8 @@ func TestCompiledFilterRefusesEveryListedSyscall(t *testing.T) {
 		}
 		nr := mustSyscall(t, r.Syscall)
 		denied[nr] = true
-		if r.Unless != nil {
-			continue // the bpf test covers conditional rules
+		if r.conditions() != nil {
+			continue // conditional rules have tests of their own
 		}
 		for range 10 {
 			got, err := run(prog, seccompData(auditArchX86_64, nr, rng.Uint64(), rng.Uint64(), rng.Uint64()))
@@ -261,6 +261,36 @@ func TestCompiledFilterRefusesEveryListedSyscall(t *testing.T) {
 		}
 		if got != retAllow {
 			t.Fatalf("syscall %d = %s, want ALLOW", nr, verdictString(got))
+		}
+	}
+}
+
+func TestCompiledFilterRefusesNamespaceClonesAndTerminalInjection(t *testing.T) {
+	prog, _ := exportFilter(t, WorkerRules())
+	sigchld := uint64(unix.SIGCHLD)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want uint32
+	}{
+		{"clone(SIGCHLD)", seccompData(auditArchX86_64, unix.SYS_CLONE, sigchld), retAllow},
+		{"clone(thread flags)", seccompData(auditArchX86_64, unix.SYS_CLONE, unix.CLONE_VM|unix.CLONE_FS|unix.CLONE_FILES|unix.CLONE_SIGHAND|unix.CLONE_THREAD), retAllow},
+		{"clone(CLONE_NEWUSER)", seccompData(auditArchX86_64, unix.SYS_CLONE, unix.CLONE_NEWUSER|sigchld), retErrno | uint32(unix.EPERM)},
+		{"clone(CLONE_NEWNET)", seccompData(auditArchX86_64, unix.SYS_CLONE, unix.CLONE_NEWNET), retErrno | uint32(unix.EPERM)},
+		{"clone(CLONE_NEWNS)", seccompData(auditArchX86_64, unix.SYS_CLONE, unix.CLONE_NEWNS), retErrno | uint32(unix.EPERM)},
+		{"clone(CLONE_NEWTIME)", seccompData(auditArchX86_64, unix.SYS_CLONE, unix.CLONE_NEWTIME), retErrno | uint32(unix.EPERM)},
+		{"clone3", seccompData(auditArchX86_64, unix.SYS_CLONE3), retErrno | uint32(unix.ENOSYS)},
+		{"ioctl(TIOCSTI)", seccompData(auditArchX86_64, unix.SYS_IOCTL, 0, unix.TIOCSTI), retErrno | uint32(unix.EPERM)},
+		{"ioctl(TIOCSTI | 1<<32)", seccompData(auditArchX86_64, unix.SYS_IOCTL, 0, 1<<32|unix.TIOCSTI), retErrno | uint32(unix.EPERM)},
+		{"ioctl(TIOCLINUX)", seccompData(auditArchX86_64, unix.SYS_IOCTL, 0, unix.TIOCLINUX), retErrno | uint32(unix.EPERM)},
+		{"ioctl(TCGETS)", seccompData(auditArchX86_64, unix.SYS_IOCTL, 0, unix.TCGETS), retAllow},
+	} {
+		got, err := run(prog, tc.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("%s = %s, want %s", tc.name, verdictString(got), verdictString(tc.want))
 		}
 	}
 }

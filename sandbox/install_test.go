@@ -154,6 +154,22 @@ var refusedCalls = []struct {
 	{name: "mount(tmpfs on a missing path)", call: func() error {
 		return unix.Mount("none", "/nonexistent/pci-segment", "tmpfs", 0, "")
 	}},
+	{name: "clone(CLONE_NEWUSER)", noControl: true, call: func() error {
+		pid, _, e := unix.RawSyscall6(unix.SYS_CLONE, unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
+		if e == 0 && pid == 0 {
+			// The unfiltered child: leave at once.
+			unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
+		}
+		if e == 0 {
+			unix.Wait4(int(pid), nil, 0, nil)
+		}
+		return errnoOf(e)
+	}},
+	{name: "ioctl(stdin, TIOCSTI)", call: func() error {
+		c := byte('x')
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
+		return errnoOf(e)
+	}},
 	{name: "umount2(missing path)", call: func() error { return unix.Unmount("/nonexistent/pci-segment", 0) }},
 	{name: "unshare(CLONE_NEWUTS)", call: func() error {
 		// On a thread of its own, which the runtime ends when the goroutine

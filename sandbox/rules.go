@@ -13,6 +13,11 @@ type Rule struct {
 	// Unless, when set, exempts calls whose argument matches it; every other
 	// call to Syscall is refused.
 	Unless *ArgIn
+	// When, when set, refuses only calls whose argument matches it.
+	When *ArgIn
+	// WhenAnyBit, when set, refuses only calls whose argument has one of
+	// these bits set.
+	WhenAnyBit *ArgBits
 	// Errno is what the refused call returns. EPERM for a refusal; ENOSYS
 	// where the caller has a fallback it only takes on ENOSYS (glibc's
 	// pthread_create retries clone3 as clone only then).
@@ -27,6 +32,12 @@ type Rule struct {
 type ArgIn struct {
 	Arg    uint
 	Values []uint32
+}
+
+// ArgBits matches a call whose argument Arg has any bit of Mask set.
+type ArgBits struct {
+	Arg  uint
+	Mask uint64
 }
 
 // BPFCommand is a bpf(2) command the worker may issue.
@@ -49,6 +60,10 @@ var allowedBPFCommands = []BPFCommand{
 	{"BPF_MAP_UPDATE_BATCH", unix.BPF_MAP_UPDATE_BATCH, "load a whole policy in one call"},
 	{"BPF_MAP_DELETE_BATCH", unix.BPF_MAP_DELETE_BATCH, "remove many entries in one call"},
 }
+
+// namespaceFlags are the clone flags that create namespaces.
+const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
+	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWTIME
 
 // workerRules is the worker's policy. Everything not listed is allowed.
 var workerRules = []Rule{
@@ -96,6 +111,14 @@ var workerRules = []Rule{
 	{Syscall: "mount_setattr", Errno: unix.EPERM, Why: "change mount flags (new mount API)"},
 	{Syscall: "setns", Errno: unix.EPERM, Why: "enter another namespace"},
 	{Syscall: "unshare", Errno: unix.EPERM, Why: "create namespaces, a user namespace among them"},
+	{Syscall: "clone", WhenAnyBit: &ArgBits{Arg: 0, Mask: namespaceFlags}, Errno: unix.EPERM,
+		Why: "create namespaces while forking: a new user namespace holds every capability over itself and opens kernel code (nf_tables and more) to the worker"},
+	// clone3 passes its flags in memory, which seccomp cannot read: refuse
+	// it as unknown, and Go and glibc fall back to clone, checked above.
+	{Syscall: "clone3", Errno: unix.ENOSYS, Why: "its namespace flags are out of seccomp's sight; clone is the checked fallback"},
+	{Syscall: "io_uring_setup", Errno: unix.EPERM, Why: "io_uring issues system calls that seccomp never sees"},
+	{Syscall: "ioctl", When: &ArgIn{Arg: 1, Values: []uint32{unix.TIOCSTI, unix.TIOCLINUX}}, Errno: unix.EPERM,
+		Why: "push keystrokes into a terminal the loader's operator may be typing in"},
 	{Syscall: "name_to_handle_at", Errno: unix.EPERM, Why: "turn a path into a file handle"},
 	{Syscall: "open_by_handle_at", Errno: unix.EPERM, Why: "open a file by handle, around path permission checks"},
 
