@@ -2,9 +2,12 @@
 // from the operator log, with the fields PCI-DSS Requirement 10.2.2 asks for
 // (who, what, when, where from, which resource, outcome).
 //
-// Known gap: records are not yet chained; a forward-secure keyed chain over
-// them (so that rewriting an earlier record is detectable) replaces this
-// plain sequence number.
+// Known gaps: records are not yet chained (a forward-secure keyed chain
+// would make rewriting an earlier record detectable); every denied packet
+// is one record, with no aggregation or rotation, so a peer sending denied
+// traffic grows the log without bound (aggregating per flow and interval,
+// and rotating, would bound it); and events the ring buffer had no room for
+// are counted in metrics but not yet written as a gap record.
 package audit
 
 import (
@@ -28,6 +31,7 @@ const (
 	TypeOverride      = "override_in_effect"
 	TypePrivilegeDrop = "privilege_drop"
 	TypeEventsLost    = "events_lost"
+	TypePolicyWarning = "policy_warning"
 )
 
 // Record is one audit entry. Seq, Time and Host are filled by the Writer.

@@ -39,7 +39,7 @@ func TestParseStatusFixtures(t *testing.T) {
 		{
 			// A non-leader thread of a process confined like the worker:
 			// setpriv --reuid=998 --regid=998 --groups=998,4 --inh-caps=-all
-			// --bounding-set=-all --no-new-privs, then InstallWorkerFilter.
+			// --bounding-set=-all --no-new-privs, then the worker seccomp filter.
 			file: "status-worker-thread.txt",
 			want: ThreadState{
 				TID: 15170, TGID: 15169, Name: "gen",

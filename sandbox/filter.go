@@ -36,14 +36,6 @@ type Report struct {
 	Skipped []string
 }
 
-// InstallWorkerFilter installs the worker's filter ([WorkerRules]) on every
-// thread of the process. It is irreversible. Use [Install] to learn which
-// entries were skipped.
-func InstallWorkerFilter() error {
-	_, err := Install(WorkerRules())
-	return err
-}
-
 // Install turns rules into an allow-by-default filter and installs it on
 // every thread of the process (TSYNC), setting NoNewPrivs as the kernel
 // requires of an unprivileged caller. Afterwards it checks that every
