@@ -36,7 +36,11 @@ const (
 	ReasonMalformed   = 3
 	ReasonUnsupported = 4
 	ReasonRevoked     = 5
+	ReasonFragment    = 6
 )
+
+// Reasons lists every drop reason.
+var Reasons = []uint8{ReasonNoRule, ReasonEthertype, ReasonMalformed, ReasonUnsupported, ReasonRevoked, ReasonFragment}
 
 // ReasonName is the name used in audit records and metrics.
 func ReasonName(r uint8) string {
@@ -51,6 +55,8 @@ func ReasonName(r uint8) string {
 		return "unsupported"
 	case ReasonRevoked:
 		return "revoked"
+	case ReasonFragment:
+		return "fragment"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }
@@ -81,23 +87,125 @@ var WorkerMaps = []string{
 	DatapathMapSelector,
 	DatapathMapHalves,
 	DatapathMapInfo,
-	DatapathMapConntrack,
 	DatapathMapCounters,
 	DatapathMapEvents,
 }
 
-// Spec returns the datapath's collection spec.
+// WorkerReadOnly are the maps the worker gets read-only descriptors of: it
+// reports the counters but must not be able to reset them.
+var WorkerReadOnly = map[string]bool{DatapathMapCounters: true}
+
+// Sizes are the capacities fixed when the loader starts (enforce's
+// --max-prefixes, --max-port-entries and --max-flows). Each is what one
+// policy set, or the host's connections, may use; the maps are sized from
+// them, so that nothing is preallocated for capacity a host does not ask
+// for and no policy set is cut short by a compiled-in limit.
+type Sizes struct {
+	// Prefixes is how many address entries, IPv4 and IPv6 together, one
+	// policy set may compile to. Each address trie holds both halves, so
+	// it gets twice this.
+	Prefixes int
+	// PortEntries is how many port allowances one policy set may compile
+	// to; the port trie gets twice this.
+	PortEntries int
+	// Flows is how many connections are tracked at once; each takes two
+	// entries (its own tuple and its reply's).
+	Flows int
+}
+
+// DefaultSizes hold 100,000 prefixes across a policy set with room to
+// spare (excepts and "any peer" rules add entries), the port entries such
+// a set compiles to when its rules do not all share ports, and the
+// connections of a busy server.
+var DefaultSizes = Sizes{Prefixes: 200_000, PortEntries: 200_000, Flows: 32_768}
+
+// Upper bounds of Sizes: beyond them a typo, not a plan. The address and
+// port tries allocate per entry, so their bound is generous; connection
+// tracking is preallocated (about 120 bytes an entry), so its bound is
+// about half a gigabyte.
+const (
+	MaxSizePrefixes    = 1 << 24
+	MaxSizePortEntries = 1 << 24
+	MaxSizeFlows       = 1 << 21
+)
+
+// OrDefault fills in zero fields from DefaultSizes.
+func (s Sizes) OrDefault() Sizes {
+	if s.Prefixes == 0 {
+		s.Prefixes = DefaultSizes.Prefixes
+	}
+	if s.PortEntries == 0 {
+		s.PortEntries = DefaultSizes.PortEntries
+	}
+	if s.Flows == 0 {
+		s.Flows = DefaultSizes.Flows
+	}
+	return s
+}
+
+// Validate reports a size out of bounds, naming its flag.
+func (s Sizes) Validate() error {
+	for _, f := range []struct {
+		flag   string
+		v, max int
+	}{
+		{"--max-prefixes", s.Prefixes, MaxSizePrefixes},
+		{"--max-port-entries", s.PortEntries, MaxSizePortEntries},
+		{"--max-flows", s.Flows, MaxSizeFlows},
+	} {
+		if f.v < 1 || f.v > f.max {
+			return fmt.Errorf("%s %d: must be between 1 and %d", f.flag, f.v, f.max)
+		}
+	}
+	return nil
+}
+
+// maxEntries is the capacity of the datapath map name under s, or 0 for a
+// map whose size does not depend on s.
+func (s Sizes) maxEntries(name string) uint32 {
+	switch name {
+	case DatapathMapAddr4, DatapathMapAddr6:
+		return uint32(2 * s.Prefixes)
+	case DatapathMapPorts:
+		return uint32(2 * s.PortEntries)
+	case DatapathMapConntrack:
+		return uint32(2 * s.Flows)
+	}
+	return 0
+}
+
+// Spec returns the datapath's collection spec, with the map sizes compiled
+// into the object (DefaultSizes).
 func Spec() (*ebpf.CollectionSpec, error) {
+	return SpecWithSizes(DefaultSizes)
+}
+
+// SpecWithSizes returns the datapath's collection spec with its maps sized
+// for s.
+func SpecWithSizes(s Sizes) (*ebpf.CollectionSpec, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
 	spec, err := LoadDatapath()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded datapath object: %w", err)
 	}
+	for name, m := range spec.Maps {
+		if n := s.maxEntries(name); n != 0 {
+			m.MaxEntries = n
+		}
+	}
 	return spec, nil
 }
 
-// Load creates the maps and loads both programs.
+// Load creates the maps, sized DefaultSizes, and loads both programs.
 func Load() (*DatapathObjects, error) {
-	spec, err := Spec()
+	return LoadWithSizes(DefaultSizes)
+}
+
+// LoadWithSizes creates the maps, sized for s, and loads both programs.
+func LoadWithSizes(s Sizes) (*DatapathObjects, error) {
+	spec, err := SpecWithSizes(s)
 	if err != nil {
 		return nil, err
 	}
@@ -112,38 +220,38 @@ func Load() (*DatapathObjects, error) {
 	return &objs, nil
 }
 
+// All returns every map of the datapath by name, for pinning.
+func (m *DatapathMaps) All() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		DatapathMapAddr4:     m.Addr4,
+		DatapathMapAddr6:     m.Addr6,
+		DatapathMapPorts:     m.Ports,
+		DatapathMapSelector:  m.Selector,
+		DatapathMapHalves:    m.Halves,
+		DatapathMapInfo:      m.Info,
+		DatapathMapConntrack: m.Conntrack,
+		DatapathMapFrags:     m.Frags,
+		DatapathMapCounters:  m.Counters,
+		DatapathMapEvents:    m.Events,
+	}
+}
+
 // ByName returns the map of objs with the given name.
 func (m *DatapathMaps) ByName(name string) (*ebpf.Map, error) {
-	switch name {
-	case DatapathMapAddr4:
-		return m.Addr4, nil
-	case DatapathMapAddr6:
-		return m.Addr6, nil
-	case DatapathMapPorts:
-		return m.Ports, nil
-	case DatapathMapSelector:
-		return m.Selector, nil
-	case DatapathMapHalves:
-		return m.Halves, nil
-	case DatapathMapInfo:
-		return m.Info, nil
-	case DatapathMapConntrack:
-		return m.Conntrack, nil
-	case DatapathMapCounters:
-		return m.Counters, nil
-	case DatapathMapEvents:
-		return m.Events, nil
+	if mp := m.All()[name]; mp != nil {
+		return mp, nil
 	}
 	return nil, fmt.Errorf("no datapath map named %q", name)
 }
 
 // Check verifies that m, received from elsewhere, is the datapath map called
-// name: same type, key and value sizes, capacity and kernel-side name. A fd
-// that fails this is not used.
-func Check(m *ebpf.Map, name string) error {
-	spec, err := Spec()
+// name as the loader created it for sizes s: same type, key and value
+// sizes, kernel-side name, and exactly the capacity s gives it. A fd that
+// fails this is not used.
+func Check(m *ebpf.Map, name string, s Sizes) error {
+	spec, err := SpecWithSizes(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("check map %q: %w", name, err)
 	}
 	want, ok := spec.Maps[name]
 	if !ok {

@@ -46,7 +46,8 @@ type DatapathCtKey struct {
 	_      structs.HostLayout
 	Family uint8
 	Proto  uint8
-	Pad    [2]uint8
+	Echo   uint8
+	Pad    uint8
 	Saddr  [16]uint8
 	Daddr  [16]uint8
 	Sport  uint16

@@ -9,9 +9,9 @@ import (
 type Fragment uint8
 
 const (
-	Whole      Fragment = iota // not fragmented
-	FirstFrag                  // offset 0, more fragments follow
-	LaterFrag                  // offset > 0
+	Whole     Fragment = iota // not fragmented
+	FirstFrag                 // offset 0, more fragments follow
+	LaterFrag                 // offset > 0
 )
 
 // Packet describes a crafted frame for BPF_PROG_TEST_RUN: `check --live`
@@ -21,8 +21,10 @@ type Packet struct {
 	Src, Dst     netip.Addr
 	Proto        uint8 // 6 TCP, 17 UDP, 132 SCTP, 1 ICMP, 58 ICMPv6, ...
 	Sport, Dport uint16
-	// ICMPType is the ICMP or ICMPv6 type when Proto is 1 or 58.
+	// ICMPType is the ICMP or ICMPv6 type when Proto is 1 or 58, and
+	// EchoID the identifier of an echo request or reply.
 	ICMPType uint8
+	EchoID   uint16
 	// Quote is the packet an ICMP error carries (its first bytes).
 	Quote *Packet
 	// VLANs are 802.1Q tags to put in the frame, outermost first.
@@ -129,6 +131,7 @@ func (p Packet) transport() []byte {
 	case 1, 58:
 		l4 = make([]byte, 8)
 		l4[0] = p.ICMPType
+		binary.BigEndian.PutUint16(l4[4:], p.EchoID)
 		if p.Quote != nil {
 			q := p.Quote.ip()
 			// An error quotes the IP header and 8 bytes beyond it.

@@ -126,7 +126,8 @@ struct half_config {
 struct ct_key {
 	__u8 family;
 	__u8 proto;
-	__u8 pad[2];
+	__u8 echo; // ICMP echo: 1 request, 2 reply; 0 otherwise
+	__u8 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__be16 sport;
@@ -185,6 +186,10 @@ struct info_value {
 	__u32 pad;
 };
 
+// The loader sizes addr4, addr6, ports and conntrack when it starts
+// (enforce --max-prefixes, --max-port-entries, --max-flows: bpf.Sizes);
+// the sizes here are the defaults, twice what one policy set may use, as
+// the tries hold both halves.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -285,7 +290,10 @@ struct packet {
 	__u8 bad_ext;     // unknown or too many IPv6 extension headers
 	__u8 frag;        // enum frag
 	__u8 icmp_type;   // ICMP or ICMPv6 type
+	__u8 hop_limit;   // IPv6 hop limit, for neighbour discovery
+	__u8 echo;        // ICMP echo: 1 request, 2 reply
 	__u32 frag_id;    // IPv4 identification or IPv6 fragment id
+	__u8 frag_nh;     // protocol, or the IPv6 fragment header's next header
 	__u8 icmp_quote;  // an ICMP error quoting a TCP/UDP/SCTP packet
 	__u8 q_proto;     // the quoted packet's protocol, addresses, ports
 	__be16 q_sport;
@@ -306,6 +314,14 @@ static __always_inline int is_icmp_error(__u8 family, __u8 type)
 		return type == 3 || type == 11 || type == 12;
 	// unreachable, packet too big, time exceeded, parameter problem
 	return type >= 1 && type <= 4;
+}
+
+// Echo request and reply.
+static __always_inline int is_icmp_echo(__u8 family, __u8 type)
+{
+	if (family == FAMILY_IPV4)
+		return type == 8 || type == 0;
+	return type == 128 || type == 129;
 }
 
 #define MAX_VLAN_TAGS 2
@@ -389,11 +405,13 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 		if (frag & 0x1fff) {
 			p->frag = FRAG_LATER;
 			p->frag_id = ip.id;
+			p->frag_nh = ip.protocol;
 			return PARSED_IP;
 		}
 		if (frag & 0x2000) {
 			p->frag = FRAG_FIRST;
 			p->frag_id = ip.id;
+			p->frag_nh = ip.protocol;
 		}
 		l4off = off + ip.ihl * 4;
 		break;
@@ -407,6 +425,7 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 			return PARSED_MALFORMED;
 		p->family = FAMILY_IPV6;
 		p->proto = ip6.nexthdr;
+		p->hop_limit = ip6.hop_limit;
 		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
 		l4off = off + sizeof(ip6);
@@ -441,6 +460,12 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 				l4off += 8;
 				offflags = (h[2] << 8) | h[3];
 				__builtin_memcpy(&p->frag_id, &h[4], 4);
+				// Every fragment names the same next header here,
+				// while headers after this one (destination
+				// options) are in the first fragment only: the
+				// fragments are matched on this, not on the
+				// upper-layer protocol the first one reaches.
+				p->frag_nh = h[0];
 				if (offflags & 0xfff8) {
 					p->frag = FRAG_LATER;
 					return PARSED_IP;
@@ -459,13 +484,21 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 			}
 			break;
 		}
-		// Still an extension header after the bound: too many.
+		// Still an extension header after the bound: too many. Any
+		// extension header, the ones the walk does not know too: read
+		// as an upper-layer protocol, it would pass a rule that allows
+		// every protocol.
 		switch (p->proto) {
 		case 0:
 		case 43:
 		case 44:
 		case 51:
 		case 60:
+		case 135:
+		case 139:
+		case 140:
+		case 253:
+		case 254:
 			p->bad_ext = 1;
 			return PARSED_IP;
 		}
@@ -494,8 +527,22 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 		   (p->family == FAMILY_IPV6 && p->proto == IPPROTO_ICMPV6_)) {
 		if (l4off + 1 > end || bpf_skb_load_bytes(skb, l4off, &p->icmp_type, 1))
 			return PARSED_MALFORMED;
-		if (is_icmp_error(p->family, p->icmp_type))
+		if (is_icmp_error(p->family, p->icmp_type)) {
 			parse_quote(skb, p, l4off + 8);
+		} else if (is_icmp_echo(p->family, p->icmp_type)) {
+			__be16 id;
+
+			// An echo and its reply are a flow, tracked by their
+			// identifier in both port slots and by the kind, which
+			// the reversed key swaps: the reversed key of a request
+			// is the key of its reply, never of a request.
+			if (l4off + 8 > end || bpf_skb_load_bytes(skb, l4off + 4, &id, sizeof(id)))
+				return PARSED_MALFORMED;
+			p->sport = id;
+			p->dport = id;
+			p->echo = (p->icmp_type == 8 || p->icmp_type == 128) ? 1 : 2;
+			p->has_ports = 1;
+		}
 	}
 	return PARSED_IP;
 }
@@ -596,6 +643,7 @@ static __always_inline void ct_key_of(struct ct_key *k, const struct packet *p, 
 {
 	k->family = p->family;
 	k->proto = p->proto;
+	k->echo = p->echo && reversed ? 3 - p->echo : p->echo;
 	if (!reversed) {
 		__builtin_memcpy(k->saddr, p->saddr, 16);
 		__builtin_memcpy(k->daddr, p->daddr, 16);
@@ -658,29 +706,43 @@ static __always_inline enum ct_result ct_check(const struct packet *p, __u8 dir,
 		const __u8 *peer = orig_dir == DIR_INGRESS ? osrc : odst;
 
 		if (hc->governed[orig_dir & 1] &&
-		    !rules_allow(half, orig_dir, p->family, peer, p->proto, odport)) {
+		    !rules_allow(half, orig_dir, p->family, peer, p->proto, is_tracked(p->proto) ? odport : 0)) {
 			bpf_map_delete_elem(&conntrack, &k);
 			return CT_REVOKED;
 		}
 		v->generation = hc->generation;
 	}
 	// Refresh at most once a second: fewer writes to a shared cache line.
-	if (now - v->last_seen_ns > 1000000000ULL)
+	// Both entries of the flow, so a reply that comes late after steady
+	// traffic the other way still finds its entry.
+	if (now - v->last_seen_ns > 1000000000ULL) {
+		struct ct_value *partner;
+
 		v->last_seen_ns = now;
+		ct_key_of(&k, p, 1);
+		partner = bpf_map_lookup_elem(&conntrack, &k);
+		if (partner)
+			partner->last_seen_ns = now;
+	}
 	return CT_ALLOW;
 }
 
 // is_neighbour_discovery matches the ICMPv6 link control IPv6 cannot work
 // without: router and neighbour solicitation/advertisement and redirect
 // (133-137), and multicast listener query/report/done (130-132, 143).
+// RFC 4861 and 3810 make receivers ignore these unless the hop limit is
+// 255 (neighbour discovery) or 1 (listener discovery); requiring it here
+// keeps them from being a way around the policy to a distant address.
 static __always_inline int is_neighbour_discovery(const struct packet *p)
 {
 	if (p->family != FAMILY_IPV6 || p->proto != IPPROTO_ICMPV6_)
 		return 0;
 	switch (p->icmp_type) {
-	case 130 ... 137:
+	case 133 ... 137:
+		return p->hop_limit == 255;
+	case 130 ... 132:
 	case 143:
-		return 1;
+		return p->hop_limit == 1;
 	}
 	return 0;
 }
@@ -688,7 +750,7 @@ static __always_inline int is_neighbour_discovery(const struct packet *p)
 static __always_inline void frag_key_of(struct frag_key *k, const struct packet *p, __u8 dir)
 {
 	k->family = p->family;
-	k->proto = p->proto;
+	k->proto = p->frag_nh;
 	k->dir = dir;
 	k->id = p->frag_id;
 	__builtin_memcpy(k->saddr, p->saddr, 16);
@@ -706,6 +768,16 @@ static __always_inline int frag_allowed(const struct packet *p, __u8 dir, __u64 
 	return seen && now - *seen <= frag_timeout_ns;
 }
 
+static __always_inline int addr_equal(const __u8 *a, const __u8 *b)
+{
+	__u8 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
 // ct_quoted reports whether an ICMP error quotes a packet of a tracked flow
 // that travelled the other way.
 static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 now)
@@ -720,6 +792,10 @@ static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 now
 
 	__builtin_memcpy(k.saddr, p->q_saddr, 16);
 	__builtin_memcpy(k.daddr, p->q_daddr, 16);
+	// An error goes back to the sender of the packet it quotes; one
+	// addressed elsewhere is not about this flow.
+	if (!addr_equal(p->daddr, p->q_saddr))
+		return 0;
 	v = bpf_map_lookup_elem(&conntrack, &k);
 	return v && v->dir == (dir ^ 1) && now - v->last_seen_ns <= ct_timeout(p->q_proto);
 }
@@ -804,7 +880,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (governed) {
 		const __u8 *peer = dir == DIR_INGRESS ? p.saddr : p.daddr;
 
-		if (!rules_allow(half, dir, p.family, peer, p.proto, p.dport))
+		if (!rules_allow(half, dir, p.family, peer, p.proto, is_tracked(p.proto) ? p.dport : 0))
 			return deny(skb, dir, &p, REASON_NO_RULE);
 	}
 	// Allowed, by a rule or because no policy governs this direction:

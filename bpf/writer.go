@@ -14,19 +14,41 @@ type PolicyMaps struct {
 	Addr4, Addr6, Ports, Selector, Halves, Info *ebpf.Map
 }
 
-// Capacity is how many entries one half of each trie holds: the tries are
-// shared by both halves, so a half gets half of each map.
+// Capacity is what one policy set may use: the tries are shared by both
+// halves, so a set gets half of each (see Sizes).
 type Capacity struct {
-	Addr4, Addr6, Ports int
+	// Prefixes counts IPv4 and IPv6 address entries together.
+	Prefixes, PortEntries int
 }
 
-// Capacity reports the per-half capacity of the maps.
+// Capacity reports what one policy set may use, read off the maps.
 func (pm *PolicyMaps) Capacity() Capacity {
 	return Capacity{
-		Addr4: int(pm.Addr4.MaxEntries() / 2),
-		Addr6: int(pm.Addr6.MaxEntries() / 2),
-		Ports: int(pm.Ports.MaxEntries() / 2),
+		Prefixes:    int(min(pm.Addr4.MaxEntries(), pm.Addr6.MaxEntries()) / 2),
+		PortEntries: int(pm.Ports.MaxEntries() / 2),
 	}
+}
+
+// Fits reports, when c does not fit capa, what it needs against what the
+// datapath holds and the enforce flag that raises it.
+func (capa Capacity) Fits(c *policy.Compiled) error {
+	var n4, n6 int
+	for _, a := range c.Addrs {
+		if a.Prefix.Addr().Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	if n4+n6 > capa.Prefixes {
+		return fmt.Errorf("policy set needs %d address prefix entries (%d IPv4, %d IPv6), the datapath holds %d: raise --max-prefixes to at least %d",
+			n4+n6, n4, n6, capa.Prefixes, n4+n6)
+	}
+	if len(c.Ports) > capa.PortEntries {
+		return fmt.Errorf("policy set needs %d port entries, the datapath holds %d: raise --max-port-entries to at least %d",
+			len(c.Ports), capa.PortEntries, len(c.Ports))
+	}
+	return nil
 }
 
 // Active returns the half the datapath reads now.
@@ -47,6 +69,9 @@ func (pm *PolicyMaps) Active() (uint32, error) {
 // that applies twice in a row must make sure no program still reads the half
 // (the flip happened a grace period ago).
 func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) error {
+	if err := pm.Capacity().Fits(c); err != nil {
+		return err
+	}
 	var n4, n6 int
 	for _, a := range c.Addrs {
 		if a.Prefix.Addr().Is4() {
@@ -54,15 +79,6 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 		} else {
 			n6++
 		}
-	}
-	capa := pm.Capacity()
-	switch {
-	case n4 > capa.Addr4:
-		return fmt.Errorf("policy set needs %d IPv4 prefix entries, the datapath holds %d", n4, capa.Addr4)
-	case n6 > capa.Addr6:
-		return fmt.Errorf("policy set needs %d IPv6 prefix entries, the datapath holds %d", n6, capa.Addr6)
-	case len(c.Ports) > capa.Ports:
-		return fmt.Errorf("policy set needs %d port entries, the datapath holds %d", len(c.Ports), capa.Ports)
 	}
 
 	active, err := pm.Active()

@@ -66,8 +66,6 @@ var (
 		"Denied-packet events the ring buffer had no room for.", nil, nil)
 )
 
-var reasons = []uint8{bpf.ReasonNoRule, bpf.ReasonEthertype, bpf.ReasonMalformed, bpf.ReasonUnsupported, bpf.ReasonRevoked}
-
 type datapath struct {
 	counters *ebpf.Map
 	readErr  prometheus.Counter
@@ -111,7 +109,7 @@ func (d *datapath) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(c.Bytes), dname, verdict)
 		}
 	}
-	for _, r := range reasons {
+	for _, r := range bpf.Reasons {
 		c, err := d.read(bpf.CounterReason(r))
 		if err != nil {
 			errs = append(errs, err)
