@@ -322,6 +322,32 @@ func TestCompileOutput(t *testing.T) {
 			},
 		},
 		{
+			name: "rules granting the same allowances share a class; a nested one adds no entry",
+			doc: header + `  ingress:
+  - from: [{ipBlock: {cidr: 10.0.0.0/8}}]
+    ports: [{port: 443}]
+  - from: [{ipBlock: {cidr: 10.1.0.0/16}}]
+    ports: [{port: 443}]
+  - from: [{ipBlock: {cidr: 192.168.0.0/16}}]
+    ports: [{port: 443}]
+  - from: [{ipBlock: {cidr: 172.16.0.0/12}}]
+    ports: [{port: 22}]
+`,
+			want: &Compiled{
+				Governed: [2]bool{true, false},
+				Addrs: []AddrEntry{
+					{Ingress, pfx("10.0.0.0/8"), 1},
+					{Ingress, pfx("172.16.0.0/12"), 2},
+					{Ingress, pfx("192.168.0.0/16"), 1},
+				},
+				Ports: []PortEntry{
+					{Dir: Ingress, Class: 1, Proto: tcp, Port: 443, Bits: 16},
+					{Dir: Ingress, Class: 2, Proto: tcp, Port: 22, Bits: 16},
+				},
+				Policies: []string{"p"}, Rules: 4,
+			},
+		},
+		{
 			name: "except: class 0 only where it hides a shorter prefix, same set same class",
 			doc: header + `  ingress:
   - from:
@@ -423,9 +449,11 @@ func checkInvariants(t *testing.T, set *Set, labels map[string]string, c *Compil
 	}
 
 	// The set of rules whose peers contain the whole of prefix pfx, named
-	// "policy/direction/index", computed directly from the policies.
-	rulesAt := func(d Direction, pfx netip.Prefix) string {
+	// "policy/direction/index", computed directly from the policies, and
+	// what those rules grant, normalized.
+	rulesAt := func(d Direction, pfx netip.Prefix) (string, string) {
 		var names []string
+		var keys []uint64
 		for pi, p := range applying {
 			if !p.Governs(d) {
 				continue
@@ -440,12 +468,30 @@ func checkInvariants(t *testing.T, set *Set, labels map[string]string, c *Compil
 				}
 				if in {
 					names = append(names, fmt.Sprintf("%d/%s/%d", pi, d, ri))
+					for _, e := range portEntries(r.Ports) {
+						keys = append(keys, portKey(e, uint32(pi)))
+					}
 				}
 			}
 		}
-		return strings.Join(names, ",")
+		return strings.Join(names, ","), allowances(normalizePorts(nil, keys, d, 0))
 	}
-	classSet := map[uint32]string{0: ""}
+	// The allowances of each class, as Ports lists them.
+	classPorts := map[uint32][]PortEntry{}
+	for _, p := range c.Ports {
+		classPorts[p.Class] = append(classPorts[p.Class], p)
+	}
+	classAllows := map[uint32]string{0: ""}
+	allowsClass := map[[2]string]uint32{}
+	for cl, ps := range classPorts {
+		a := allowances(ps)
+		classAllows[cl] = a
+		k := [2]string{ps[0].Dir.String(), a}
+		if other, ok := allowsClass[k]; ok {
+			t.Errorf("classes %d and %d grant the same allowances %s", other, cl, a)
+		}
+		allowsClass[k] = cl
+	}
 	setClass := map[string]uint32{"": 0}
 	seen := map[AddrEntry]bool{}
 	for i, e := range c.Addrs {
@@ -466,14 +512,14 @@ func checkInvariants(t *testing.T, set *Set, labels map[string]string, c *Compil
 				t.Errorf("entries %v and %v out of order", p, e)
 			}
 		}
-		rs := rulesAt(e.Dir, e.Prefix)
-		if s, ok := classSet[e.Class]; ok && s != rs {
-			t.Errorf("class %d is rules {%s} at %v but {%s} elsewhere", e.Class, rs, e.Prefix, s)
+		rs, allows := rulesAt(e.Dir, e.Prefix)
+		if got, ok := classAllows[e.Class]; !ok || got != allows {
+			t.Errorf("class %d at %v grants {%s}, its rules {%s} grant {%s}", e.Class, e.Prefix, got, rs, allows)
 		}
 		if id, ok := setClass[rs]; ok && id != e.Class {
 			t.Errorf("rules {%s} are class %d at %v but %d elsewhere", rs, e.Class, e.Prefix, id)
 		}
-		classSet[e.Class], setClass[rs] = rs, e.Class
+		setClass[rs] = e.Class
 		// Emitted only where the class differs from the enclosing entry's.
 		parent := uint32(0)
 		for j := i - 1; j >= 0; j-- {
@@ -487,8 +533,12 @@ func checkInvariants(t *testing.T, set *Set, labels map[string]string, c *Compil
 			t.Errorf("entry %v repeats its enclosing class", e)
 		}
 	}
+	mapped := map[uint32]bool{}
+	for _, e := range c.Addrs {
+		mapped[e.Class] = true
+	}
 	for i, p := range c.Ports {
-		if _, ok := classSet[p.Class]; !ok || p.Class == 0 {
+		if !mapped[p.Class] || p.Class == 0 {
 			t.Errorf("port entry %+v of a class no address maps to", p)
 		}
 		if int(p.Policy) >= len(c.Policies) {
@@ -503,6 +553,15 @@ func checkInvariants(t *testing.T, set *Set, labels map[string]string, c *Compil
 			}
 		}
 	}
+}
+
+// allowances formats port entries without their class.
+func allowances(ps []PortEntry) string {
+	var b strings.Builder
+	for _, p := range ps {
+		fmt.Fprintf(&b, "%s:%d/%d/%d@%d ", p.Dir, p.Proto, p.Port, p.Bits, p.Policy)
+	}
+	return b.String()
 }
 
 func cmpEntry(a, b AddrEntry) int {
@@ -703,12 +762,14 @@ func TestCompileMatchesReferenceOnRandomSets(t *testing.T) {
 }
 
 // TestCompileClassesStayExactWhenFingerprintsCollide makes every set of
-// rules of one size share a fingerprint: classes must still name exactly
-// one set each, which checkInvariants verifies against the rules.
+// rules of one size share a fingerprint, and every set of allowances too:
+// each class must still grant exactly what its rules grant, and no two
+// classes the same, which checkInvariants verifies against the rules.
 func TestCompileClassesStayExactWhenFingerprintsCollide(t *testing.T) {
-	saved := ruleHash
-	t.Cleanup(func() { ruleHash = saved })
+	saved, savedAllowance := ruleHash, allowanceHash
+	t.Cleanup(func() { ruleHash, allowanceHash = saved, savedAllowance })
 	ruleHash = func(int32) (uint64, uint64) { return 0, 0 }
+	allowanceHash = func([]PortEntry) uint64 { return 0 }
 	rng := rand.New(rand.NewPCG(3, 5))
 	for range 100 {
 		set := randomSet(rng)
@@ -722,6 +783,43 @@ func TestCompileClassesStayExactWhenFingerprintsCollide(t *testing.T) {
 		}
 		if t.Failed() {
 			return
+		}
+	}
+}
+
+// TestCompilePortEntriesDoNotGrowWithDisjointRules: 10,000 rules, each
+// allowing TCP 443 from its own host, grant one thing and need one class
+// and one port entry; the address trie holds one entry per host.
+func TestCompilePortEntriesDoNotGrowWithDisjointRules(t *testing.T) {
+	p := &Policy{APIVersion: APIVersion, Kind: Kind}
+	p.Metadata.Name = "hosts"
+	p.Spec.PolicyTypes = []Direction{Ingress, Egress}
+	const n = 10_000
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1})
+		r := Rule{Peers: []Peer{{CIDR: netip.PrefixFrom(a, 32)}}, Ports: []Port{{Protocol: TCP, Port: 443}}}
+		p.Spec.Ingress = append(p.Spec.Ingress, r)
+		p.Spec.Egress = append(p.Spec.Egress, r)
+	}
+	set := &Set{Policies: []*Policy{p}}
+	c, err := Compile(set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Addrs) != 2*n {
+		t.Errorf("%d address entries, want %d", len(c.Addrs), 2*n)
+	}
+	want := []PortEntry{
+		{Dir: Ingress, Class: 1, Proto: tcp, Port: 443, Bits: 16},
+		{Dir: Egress, Class: 2, Proto: tcp, Port: 443, Bits: 16},
+	}
+	if !reflect.DeepEqual(c.Ports, want) {
+		t.Errorf("port entries %+v, want %+v", c.Ports, want)
+	}
+	for _, peer := range []string{"10.0.0.1", "10.39.15.1", "10.39.16.1", "10.0.0.2"} {
+		for _, d := range directions {
+			checkPacket(t, set, nil, c, d, netip.MustParseAddr(peer), tcp, 443, nil)
+			checkPacket(t, set, nil, c, d, netip.MustParseAddr(peer), tcp, 22, nil)
 		}
 	}
 }
@@ -813,6 +911,24 @@ func BenchmarkCompile100k(b *testing.B) { benchmarkCompile(b, bigSet(100_000, 1,
 // with the number of distinct rule sets times their ports (about two
 // million port entries here), and so does the time.
 func BenchmarkCompile100kOverlapping(b *testing.B) { benchmarkCompile(b, bigSet(100_000, 1, true)) }
+
+// BenchmarkCompile100kHostRules is 100,000 rules of one host each, all
+// allowing TCP 443: one class, one port entry per direction.
+func BenchmarkCompile100kHostRules(b *testing.B) {
+	p := &Policy{APIVersion: APIVersion, Kind: Kind}
+	p.Metadata.Name = "hosts"
+	p.Spec.PolicyTypes = []Direction{Ingress, Egress}
+	for i := range 100_000 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		r := Rule{Peers: []Peer{{CIDR: netip.PrefixFrom(a, 32)}}, Ports: []Port{{Protocol: TCP, Port: 443}}}
+		if i%2 == 0 {
+			p.Spec.Ingress = append(p.Spec.Ingress, r)
+		} else {
+			p.Spec.Egress = append(p.Spec.Egress, r)
+		}
+	}
+	benchmarkCompile(b, &Set{Policies: []*Policy{p}})
+}
 
 func benchmarkCompile(b *testing.B, set *Set) {
 	b.ReportAllocs()

@@ -32,7 +32,7 @@ type Compiled struct {
 	// Addrs maps peer prefixes to classes. Class 0 means "no rule matches"
 	// and is present only where it must hide a shorter prefix.
 	Addrs []AddrEntry
-	// Ports holds, per class, the allowances of the rules in that class.
+	// Ports holds, per class, the allowances the class grants.
 	Ports []PortEntry
 	// Policies names every applying policy; PortEntry.Policy indexes it.
 	Policies []string
@@ -40,8 +40,9 @@ type Compiled struct {
 	Rules int
 }
 
-// AddrEntry maps a peer prefix to a class: the set of rules whose peers
-// contain the whole prefix.
+// AddrEntry maps a peer prefix to a class: what the rules whose peers
+// contain the whole prefix grant. Prefixes whose rules grant the same
+// allowances share a class.
 type AddrEntry struct {
 	Dir    Direction
 	Prefix netip.Prefix // masked; IPv4 prefixes are Is4(), never 4-in-6
