@@ -38,7 +38,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pols, err := Parse("fuzz.yaml", data)
 		for _, e := range AsErrors(err) {
-			if e.File != "fuzz.yaml" || e.Err == nil || strings.Contains(e.Error(), "\n") {
+			if e.File != "fuzz.yaml" || e.Err == nil || e.Requirement == "" || strings.Contains(e.Error(), "\n") {
 				t.Fatalf("malformed finding %q", e)
 			}
 		}
@@ -53,6 +53,13 @@ func FuzzParse(f *testing.F) {
 		}
 		slices.SortFunc(set.Policies, func(a, b *Policy) int { return strings.Compare(a.Key(), b.Key()) })
 		labels := map[string]string{"pci-env": "cde"}
+		// The PCI checks take whatever parses, and say where and why.
+		for _, e := range set.Audit(labels) {
+			if e.Requirement == "" || e.Err == nil || strings.Contains(e.Error(), "\n") ||
+				e.File == "" && !strings.HasPrefix(e.Field, "labels ") {
+				t.Fatalf("malformed audit finding %q", e)
+			}
+		}
 		c, err := Compile(set, labels)
 		if err != nil {
 			t.Fatal(err)

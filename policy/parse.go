@@ -100,7 +100,7 @@ func (e *syntaxError) Error() string { return e.msg }
 func (e *syntaxError) Unwrap() error { return e.err }
 
 func syntaxFinding(file string, doc int, err error) *Finding {
-	f := &Finding{File: file, Doc: doc}
+	f := &Finding{File: file, Doc: doc, Requirement: checkSchema.requirement}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 		f.Line, _ = strconv.Atoi(m[1])
@@ -144,7 +144,8 @@ func (p *docParser) errf(n *yaml.Node, field, format string, args ...any) {
 	}
 	p.errs = append(p.errs, &Finding{
 		File: p.file, Doc: p.doc, Line: line, Field: field,
-		Err: fmt.Errorf(format, args...),
+		Requirement: schemaCheck(field).requirement,
+		Err:         fmt.Errorf(format, args...),
 	})
 }
 
@@ -704,6 +705,10 @@ func parsePrefix(what, s string) (netip.Prefix, error) {
 			"write ADDRESS/BITS such as \"10.0.0.0/8\" or \"2001:db8::/32\"", what, s)
 	}
 	pfx, err := netip.ParsePrefix(s)
+	if a, bits, ok := prefixLengthTooLong(s); err != nil && ok {
+		return netip.Prefix{}, fmt.Errorf("%s %q has prefix length %d, but an %s address has %d bits; "+
+			"use a length of 0-%d", what, s, bits, family(netip.PrefixFrom(a, 0)), a.BitLen(), a.BitLen())
+	}
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%s %q is malformed; "+
 			"write ADDRESS/BITS such as \"10.0.0.0/8\" or \"2001:db8::/32\": %w", what, s, err)
@@ -714,6 +719,19 @@ func parsePrefix(what, s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%s %q has host bits set; use %q", what, s, m.String())
 	}
 	return pfx, nil
+}
+
+// prefixLengthTooLong reports a well-formed address with a decimal length
+// beyond its family's bits, such as 10.0.0.0/33, so the message can give
+// the lengths allowed.
+func prefixLengthTooLong(s string) (netip.Addr, int, bool) {
+	addr, length, _ := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	if err != nil || a.Zone() != "" || !decimalRE.MatchString(length) {
+		return netip.Addr{}, 0, false
+	}
+	bits, _ := strconv.Atoi(length)
+	return a, bits, bits > a.BitLen()
 }
 
 func checkExcept(cidr, e netip.Prefix) error {
@@ -758,18 +776,8 @@ func (p *docParser) ports(n *yaml.Node, path string) []Port {
 		}
 		port := Port{Protocol: TCP}
 		if v, ok := f["protocol"]; ok {
-			ppath := join(ipath, "protocol")
-			if s, ok := p.str(v.val, ppath); ok {
-				switch s {
-				case "TCP":
-					port.Protocol = TCP
-				case "UDP":
-					port.Protocol = UDP
-				case "SCTP":
-					port.Protocol = SCTP
-				default:
-					p.errf(v.val, ppath, "protocol %q is not supported; use TCP, UDP or SCTP (exact case)", s)
-				}
+			if proto, ok := p.protocol(v.val, join(ipath, "protocol")); ok {
+				port.Protocol = proto
 			}
 		}
 		if v, ok := f["port"]; ok {
@@ -794,6 +802,35 @@ func (p *docParser) ports(n *yaml.Node, path string) []Port {
 		}
 	}
 	return out
+}
+
+// protocol reads a port entry's protocol, which must be spelt exactly as
+// Kubernetes spells it. A number is refused with the names to use instead
+// (quoting it would only lead to the next refusal), and ICMP with how ICMP
+// is judged, since a reader asking for it has a real need.
+func (p *docParser) protocol(n *yaml.Node, path string) (Protocol, bool) {
+	if !p.noAlias(n, path) {
+		return 0, false
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		p.errf(n, path, "protocol must be TCP, UDP or SCTP, not %s; use one of those names", kindName(n))
+		return 0, false
+	}
+	switch s := n.Value; s {
+	case "TCP":
+		return TCP, true
+	case "UDP":
+		return UDP, true
+	case "SCTP":
+		return SCTP, true
+	case "ICMP", "ICMPv6", "icmp", "icmpv6", "ICMPV6":
+		p.errf(n, path, "protocol %q is not supported; use TCP, UDP or SCTP (exact case): "+
+			"ICMP errors about allowed flows pass on their own, and other ICMP is allowed only "+
+			"by a rule without ports", s)
+	default:
+		p.errf(n, path, "protocol %q is not supported; use TCP, UDP or SCTP (exact case)", s)
+	}
+	return 0, false
 }
 
 var decimalRE = regexp.MustCompile(`^[1-9][0-9]{0,5}$|^0$`)

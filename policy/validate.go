@@ -1,12 +1,15 @@
 package policy
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 )
 
 // Exit codes of `pci-segment validate`. Usage errors (2) are the command
-// line's to report, except a malformed --labels, which RunValidate reads.
+// line's to report, except a malformed --labels or output format, which
+// RunValidate reads.
 const (
 	ExitValid   = 0
 	ExitInvalid = 1
@@ -16,7 +19,9 @@ const (
 // Result is what `validate` reports.
 type Result struct {
 	// Set is the loaded set; nil when Errors is not empty.
-	Set      *Set
+	Set *Set
+	// Files are the files read, even when the set is invalid.
+	Files    []File
 	Errors   []*Finding
 	Warnings []*Finding
 }
@@ -32,21 +37,36 @@ func (r *Result) ExitCode() int {
 	return ExitInvalid
 }
 
-// Validate loads the set at paths and checks it for a host with these
-// labels. With labels nil no host is assumed and only the files are
-// checked; otherwise HostWarnings are added.
+// Validate loads the set at paths and, when it loads, audits it (Set.Audit)
+// for a host with these labels; with labels nil no host is assumed. Every
+// finding carries its PCI-DSS requirement.
 func Validate(paths []string, hostLabels map[string]string) *Result {
 	set, errs := load(paths)
 	r := &Result{Errors: errs}
 	if set != nil {
+		r.Files = set.Files
 		r.Warnings = append(r.Warnings, set.Warnings...)
 	}
-	if len(errs) > 0 {
-		return r
+	if len(errs) == 0 {
+		for _, f := range set.Audit(hostLabels) {
+			if f.Warning {
+				r.Warnings = append(r.Warnings, f)
+			} else {
+				r.Errors = append(r.Errors, f)
+			}
+		}
 	}
-	r.Set = set
-	if hostLabels != nil {
-		r.Warnings = append(r.Warnings, set.HostWarnings(hostLabels)...)
+	// The loader's own findings (paths, files, duplicate names) belong to
+	// the check their field names.
+	for _, list := range [][]*Finding{r.Errors, r.Warnings} {
+		for _, f := range list {
+			if f.Requirement == "" {
+				f.Requirement = schemaCheck(f.Field).requirement
+			}
+		}
+	}
+	if r.Valid() {
+		r.Set = set
 	}
 	return r
 }
@@ -63,33 +83,73 @@ func (s *Set) HostWarnings(hostLabels map[string]string) []*Finding {
 	if len(hostLabels) == 0 {
 		field = "labels (none)"
 	}
-	warn := func(format string, args ...any) {
-		out = append(out, &Finding{Field: field, Warning: true, Err: fmt.Errorf(format, args...)})
+	warn := func(c check, format string, args ...any) {
+		out = append(out, c.finding("", 0, 0, field, format, args...))
 	}
 	if len(s.Applying(hostLabels)) == 0 {
-		warn("no policy selects these labels, so such a host filters nothing; " +
+		warn(checkNoPolicy, "no policy selects these labels, so such a host filters nothing; "+
 			"add a policy whose podSelector.matchLabels is a subset of them")
 	}
 	if hostLabels["pci-env"] != "cde" {
 		return out
 	}
 	gov := s.Governed(hostLabels)
-	req := [2]string{Ingress: "1.3.1", Egress: "1.3.2"}
 	for _, d := range directions {
 		if !gov[d] {
-			warn("%s of this CDE host is governed by no applying policy and is not filtered (PCI-DSS Req %s); "+
+			c := byDirection(d, checkUngovernedIngress, checkUngovernedEgress)
+			warn(c, "%s of this CDE host is governed by no applying policy and is not filtered (PCI-DSS Req %s); "+
 				"add a policy selecting it with %s in policyTypes",
-				d, req[d], policyTypeName(d))
+				d, c.requirement, policyTypeName(d))
 		}
 	}
 	return out
 }
 
+// ValidationReport is the document `validate -o json` prints.
+type ValidationReport struct {
+	Valid    bool           `json:"valid"`
+	Errors   []*Finding     `json:"errors"`
+	Warnings []*Finding     `json:"warnings"`
+	Files    []ReportedFile `json:"files"`
+	// SetSHA256 is Set.HashHex of a valid set; empty when invalid.
+	SetSHA256 string `json:"set_sha256"`
+}
+
+// ReportedFile is one file read, with the SHA-256 of its contents in hex.
+type ReportedFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// Report is the result as `validate -o json` prints it; lists are empty,
+// never null.
+func (r *Result) Report() ValidationReport {
+	rep := ValidationReport{
+		Valid:    r.Valid(),
+		Errors:   append([]*Finding{}, r.Errors...),
+		Warnings: append([]*Finding{}, r.Warnings...),
+		Files:    []ReportedFile{},
+	}
+	for _, f := range r.Files {
+		rep.Files = append(rep.Files, ReportedFile{Path: f.Path, SHA256: hex.EncodeToString(f.SHA256[:])})
+	}
+	if r.Set != nil {
+		rep.SetSHA256 = r.Set.HashHex()
+	}
+	return rep
+}
+
 // RunValidate is `pci-segment validate`: it checks the set at paths, with
-// host labels in --labels syntax ("" for none), prints one finding a line
-// to w and a summary, and returns the exit code: ExitValid (warnings
-// allowed), ExitInvalid, or ExitUsage for malformed labels or no paths.
-func RunValidate(w io.Writer, paths []string, labels string) int {
+// host labels in --labels syntax ("" for none), and writes to w, in format
+// "text" (one finding a line, then a summary) or "json" (a
+// ValidationReport). It returns the exit code: ExitValid (warnings
+// allowed), ExitInvalid, or ExitUsage for no paths, malformed labels or
+// another format.
+func RunValidate(w io.Writer, paths []string, labels string, format string) int {
+	if format != "text" && format != "json" {
+		fmt.Fprintf(w, "validate: output format %q is not supported; use text or json\n", format)
+		return ExitUsage
+	}
 	if len(paths) == 0 {
 		fmt.Fprintln(w, "validate: no policy path given; use -f FILE, DIRECTORY or GLOB")
 		return ExitUsage
@@ -100,6 +160,14 @@ func RunValidate(w io.Writer, paths []string, labels string) int {
 		return ExitUsage
 	}
 	r := Validate(paths, hostLabels)
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r.Report()); err != nil {
+			return ExitInvalid // w failed; there is nothing left to tell it
+		}
+		return r.ExitCode()
+	}
 	for _, f := range r.Errors {
 		fmt.Fprintln(w, f.Error())
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"cmp"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -9,20 +10,25 @@ import (
 )
 
 func TestHostWarnings(t *testing.T) {
-	ingressOnly := strings.Replace(named("in"), "podSelector: {}", "podSelector: {matchLabels: {pci-env: cde}}", 1) + "  policyTypes: [Ingress]\n"
+	// Annotated and admitting SSH, so the host warnings are all there is.
+	ingressOnly := strings.Replace(named("in"), "podSelector: {}", "podSelector: {matchLabels: {pci-env: cde}}", 1) +
+		"  policyTypes: [Ingress]\n  ingress: [{from: [{ipBlock: {cidr: 10.99.0.10/32}}], ports: [{port: 22}]}]\n"
+	ingressOnly = strings.Replace(ingressOnly, "  name: in\n", "  name: in\n  annotations: {pci-dss/requirement: \"1.3.1\"}\n", 1)
 	egressForDB := strings.Replace(named("out"), "podSelector: {}", "podSelector: {matchLabels: {tier: db}}", 1) + "  policyTypes: [Egress]\n"
+	egressForDB = strings.Replace(egressForDB, "  name: out\n", "  name: out\n  annotations: {pci-dss/requirement: \"1.3.2\"}\n", 1)
 	dir := writeFiles(t, map[string]string{"a.yaml": ingressOnly + "---\n" + egressForDB})
 	tests := []struct {
 		labels string
 		want   []string // substrings, one per warning, in order
+		req    []string // their requirements
 	}{
-		{"", nil}, // no labels given: no host is assumed
-		{"pci-env=cde,tier=db", nil},
-		{"pci-env=cde,role=web", []string{"egress of this CDE host is governed by no applying policy and is not filtered (PCI-DSS Req 1.3.2)"}},
-		{"tier=db", nil}, // not a CDE host: an ungoverned direction is its owner's choice
-		{"role=web", []string{"no policy selects these labels"}},
-		{"pci-env=dev", []string{"no policy selects these labels"}},
-		{"pci-env=cdex", []string{"no policy selects these labels"}},
+		{"", nil, nil}, // no labels given: no host is assumed
+		{"pci-env=cde,tier=db", nil, nil},
+		{"pci-env=cde,role=web", []string{"egress of this CDE host is governed by no applying policy and is not filtered (PCI-DSS Req 1.3.2)"}, []string{"1.3.2"}},
+		{"tier=db", nil, nil}, // not a CDE host: an ungoverned direction is its owner's choice
+		{"role=web", []string{"no policy selects these labels"}, []string{"1.2.1"}},
+		{"pci-env=dev", []string{"no policy selects these labels"}, []string{"1.2.1"}},
+		{"pci-env=cdex", []string{"no policy selects these labels"}, []string{"1.2.1"}},
 	}
 	for _, tt := range tests {
 		labels, err := ParseLabels(tt.labels)
@@ -38,7 +44,7 @@ func TestHostWarnings(t *testing.T) {
 			continue
 		}
 		for i, w := range r.Warnings {
-			if !w.Warning || !strings.Contains(w.Err.Error(), tt.want[i]) || w.Field != "labels "+FormatLabels(labels) {
+			if !w.Warning || !strings.Contains(w.Err.Error(), tt.want[i]) || w.Field != "labels "+FormatLabels(labels) || w.Requirement != tt.req[i] {
 				t.Errorf("labels %q: warning %q, want ...%s...", tt.labels, w, tt.want[i])
 			}
 		}
@@ -58,7 +64,9 @@ func TestHostWarnings(t *testing.T) {
 }
 
 func TestRunValidate(t *testing.T) {
-	good := strings.Replace(named("web"), "podSelector: {}", "podSelector: {matchLabels: {pci-env: cde}}", 1) + "  policyTypes: [Ingress]\n"
+	good := strings.Replace(named("web"), "podSelector: {}", "podSelector: {matchLabels: {pci-env: cde}}", 1) +
+		"  policyTypes: [Ingress]\n  ingress: [{from: [{ipBlock: {cidr: 10.99.0.10/32}}], ports: [{port: 22}]}]\n"
+	good = strings.Replace(good, "  name: web\n", "  name: web\n  annotations: {pci-dss/requirement: \"1.3.1\"}\n", 1)
 	dir := writeFiles(t, map[string]string{
 		"good.yaml": good,
 		"bad.yaml":  named("bad") + "  ingress: [{from: [{ipBlock: {cidr: 10.0.0.1/8}}]}]\n",
@@ -68,6 +76,7 @@ func TestRunValidate(t *testing.T) {
 		name   string
 		paths  []string
 		labels string
+		format string // "" is text; "-" is the empty string
 		code   int
 		lines  []string // regexps, one per output line
 	}{
@@ -78,15 +87,15 @@ func TestRunValidate(t *testing.T) {
 		{
 			name: "valid with a warning still exits 0", paths: []string{goodPath}, labels: "pci-env=cde", code: ExitValid,
 			lines: []string{
-				`^labels pci-env=cde: warning: egress of this CDE host is governed by no applying policy .*Req 1\.3\.2`,
+				`^labels pci-env=cde: \[req 1\.3\.2\] warning: egress of this CDE host is governed by no applying policy .*Req 1\.3\.2`,
 				`^valid: 1 file, 1 policy, 1 warning, set sha256 `,
 			},
 		},
 		{
 			name: "invalid: one line per finding", paths: []string{dir, filepath.Join(dir, "none*.yaml")}, code: ExitInvalid,
 			lines: []string{
-				`^` + regexp.QuoteMeta(filepath.Join(dir, "none*.yaml")) + `: pattern matches no file; check the path$`,
-				`^` + regexp.QuoteMeta(badPath) + `:7: document 1: spec\.ingress\[0\]\.from\[0\]\.ipBlock\.cidr: cidr "10\.0\.0\.1/8" has host bits set; use "10\.0\.0\.0/8"$`,
+				`^` + regexp.QuoteMeta(filepath.Join(dir, "none*.yaml")) + `: \[req 1\.2\.1\] error: pattern matches no file; check the path$`,
+				`^` + regexp.QuoteMeta(badPath) + `:7: document 1: spec\.ingress\[0\]\.from\[0\]\.ipBlock\.cidr: \[req 1\.2\.1\] error: cidr "10\.0\.0\.1/8" has host bits set; use "10\.0\.0\.0/8"$`,
 				`^invalid: 2 errors, 0 warnings$`,
 			},
 		},
@@ -98,11 +107,23 @@ func TestRunValidate(t *testing.T) {
 			name: "no path is a usage error", code: ExitUsage,
 			lines: []string{`^validate: no policy path given`},
 		},
+		{
+			name: "an unknown output format is a usage error", paths: []string{goodPath}, format: "yaml", code: ExitUsage,
+			lines: []string{`^validate: output format "yaml" is not supported; use text or json$`},
+		},
+		{
+			name: "no output format is a usage error too", paths: []string{goodPath}, format: "-", code: ExitUsage,
+			lines: []string{`^validate: output format "" is not supported; use text or json$`},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			code := RunValidate(&out, tt.paths, tt.labels)
+			format := cmp.Or(tt.format, "text")
+			if format == "-" {
+				format = ""
+			}
+			code := RunValidate(&out, tt.paths, tt.labels, format)
 			if code != tt.code {
 				t.Errorf("exit %d, want %d", code, tt.code)
 			}

@@ -1,0 +1,325 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Annotations the checks read. Any annotation key starting with
+// pciDSSAnnotationPrefix documents which requirement a policy implements.
+const (
+	JustificationAnnotation = "pci-segment/justification"
+	pciDSSAnnotationPrefix  = "pci-dss"
+)
+
+// Audit judges a loaded set against PCI-DSS v4.0 and returns its errors and
+// warnings (see "Findings" in the package documentation), sorted by file,
+// document and line, host-level findings last. With hostLabels nil no host
+// is assumed: only the policies and the CDE hosts their selectors name are
+// judged. Otherwise the host with these labels is judged too, and
+// HostWarnings and the remote administration check are added.
+func (s *Set) Audit(hostLabels map[string]string) []*Finding {
+	a := &auditor{
+		set: s, labels: hostLabels, cdeHost: hostLabels != nil && hostLabels["pci-env"] == "cde",
+		lines: newFieldLines(s.Files), rules: make(map[ruleID]*auditRule), seen: make(map[string]bool),
+	}
+	for _, p := range s.Policies {
+		a.policy(p)
+	}
+	for _, host := range a.cdeHosts() {
+		a.exposure(host)
+	}
+	if hostLabels != nil {
+		a.out = append(a.out, s.HostWarnings(hostLabels)...)
+		a.remoteAdministration()
+	}
+	rank := make(map[string]int, len(s.Files))
+	for i, f := range s.Files {
+		rank[f.Path] = i + 1
+	}
+	slices.SortStableFunc(a.out, func(x, y *Finding) int {
+		rx, ry := rank[x.File], rank[y.File]
+		if rx == 0 || ry == 0 { // host-level, last
+			return cmp.Compare(ry, rx)
+		}
+		return cmp.Or(cmp.Compare(rx, ry), cmp.Compare(x.Doc, y.Doc), cmp.Compare(x.Line, y.Line))
+	})
+	return a.out
+}
+
+type auditor struct {
+	set     *Set
+	labels  map[string]string
+	cdeHost bool // labels name a CDE host
+	lines   *fieldLines
+	rules   map[ruleID]*auditRule
+	seen    map[string]bool // exposure findings already made
+	out     []*Finding
+}
+
+// isCDE reports whether p is a CDE policy: its selector requires
+// pci-env: cde, or it applies to the CDE host --labels names.
+func (a *auditor) isCDE(p *Policy) bool {
+	return p.Spec.PodSelector.MatchLabels["pci-env"] == "cde" || a.cdeHost && p.Selects(a.labels)
+}
+
+// at is a finding of check c about field of policy p; line is used when
+// the field cannot be found in the file again.
+func (a *auditor) at(c check, p *Policy, field string, line int, format string, args ...any) *Finding {
+	line = a.lines.line(p.Source.File, p.Source.Doc, field, line)
+	return c.finding(p.Source.File, p.Source.Doc, line, field, format, args...)
+}
+
+func (a *auditor) add(f *Finding) { a.out = append(a.out, f) }
+
+// justified reports whether p records why it needs what it opens.
+func justified(p *Policy) bool {
+	return strings.TrimSpace(p.Metadata.Annotations[JustificationAnnotation]) != ""
+}
+
+func (a *auditor) policy(p *Policy) {
+	cde := a.isCDE(p)
+	if cde && !hasPCIDSSAnnotation(p) {
+		line := a.lines.line(p.Source.File, p.Source.Doc, "metadata", p.Source.Line)
+		a.add(a.at(checkAnnotation, p, "metadata.annotations", line,
+			"CDE policy has no %s annotation; add one naming the requirement it implements, "+
+				"e.g. pci-dss/requirement: \"1.3.1\", so the scope documentation can cite this segmentation control",
+			pciDSSAnnotationPrefix))
+	}
+	for _, d := range directions {
+		rules := p.Rules(d)
+		for i := range rules {
+			path := fmt.Sprintf("spec.%s[%d]", d, i)
+			if cde {
+				a.everyPort(p, path, &rules[i])
+			}
+			if !justified(p) {
+				a.insecure(p, path, &rules[i])
+			}
+		}
+	}
+}
+
+func hasPCIDSSAnnotation(p *Policy) bool {
+	for k := range p.Metadata.Annotations {
+		if strings.HasPrefix(k, pciDSSAnnotationPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// portProtocols are the protocols a port entry can name, in the order the
+// checks report them.
+var portProtocols = [...]Protocol{TCP, UDP, SCTP}
+
+// portRange is an inclusive range of ports, within 1-65535.
+type portRange struct{ lo, hi uint16 }
+
+var everyPort = portRange{1, 65535}
+
+func (r portRange) String() string {
+	if r.lo == r.hi {
+		return fmt.Sprint(r.lo)
+	}
+	return fmt.Sprintf("%d-%d", r.lo, r.hi)
+}
+
+// entryRange is the ports a port entry admits.
+func entryRange(p Port) portRange {
+	if p.Port == 0 {
+		return everyPort
+	}
+	return portRange{p.Port, max(p.EndPort, p.Port)}
+}
+
+// mergePorts sorts ranges and joins the overlapping and adjacent ones.
+func mergePorts(rs []portRange) []portRange {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(x, y portRange) int { return cmp.Compare(x.lo, y.lo) })
+	var out []portRange
+	for _, r := range rs {
+		if n := len(out); n > 0 && uint32(r.lo) <= uint32(out[n-1].hi)+1 {
+			out[n-1].hi = max(out[n-1].hi, r.hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// rulePorts is what a rule admits: every port of every protocol when it
+// lists no ports, otherwise per protocol of portProtocols the merged ranges.
+func rulePorts(r *Rule) (anyProto bool, ports [len(portProtocols)][]portRange) {
+	if len(r.Ports) == 0 {
+		for i := range ports {
+			ports[i] = []portRange{everyPort}
+		}
+		return true, ports
+	}
+	for i, proto := range portProtocols {
+		var rs []portRange
+		for _, p := range r.Ports {
+			if p.Protocol == proto {
+				rs = append(rs, entryRange(p))
+			}
+		}
+		ports[i] = mergePorts(rs)
+	}
+	return false, ports
+}
+
+// everyPort reports a CDE rule that allows every port of a protocol: an
+// identified service has a port (Req 1.2.5).
+func (a *auditor) everyPort(p *Policy, path string, r *Rule) {
+	const next = "list only the ports the service needs"
+	anyProto, ports := rulePorts(r)
+	if anyProto {
+		a.add(a.at(checkEveryPort, p, path, r.Line,
+			"CDE rule allows every port of every protocol because it lists no ports; %s", next))
+		return
+	}
+	for i, proto := range portProtocols {
+		if len(ports[i]) != 1 || ports[i][0] != everyPort {
+			continue
+		}
+		j := slices.IndexFunc(r.Ports, func(e Port) bool {
+			return e.Protocol == proto && entryRange(e) == everyPort
+		})
+		switch {
+		case j >= 0 && r.Ports[j].Port == 0:
+			a.add(a.at(checkEveryPort, p, fmt.Sprintf("%s.ports[%d]", path, j), r.Line,
+				"CDE rule allows every %s port because this entry has no port; %s", proto, next))
+		case j >= 0:
+			a.add(a.at(checkEveryPort, p, fmt.Sprintf("%s.ports[%d]", path, j), r.Line,
+				"CDE rule allows every %s port: port 1 to endPort 65535 is all of them; %s", proto, next))
+		default:
+			a.add(a.at(checkEveryPort, p, path+".ports", r.Line,
+				"CDE rule allows every %s port: its %s entries together cover 1-65535; %s", proto, proto, next))
+		}
+	}
+}
+
+// insecureService is a service that sends credentials or data in clear
+// text (Req 1.2.6), by protocol and ports, with what to use instead.
+type insecureService struct {
+	name   string
+	proto  Protocol
+	ports  portRange
+	secure string
+}
+
+// insecureServices is the list insecure-service knows (see "Findings" in
+// the package documentation for what is left out and why).
+var insecureServices = []insecureService{
+	{"FTP", TCP, portRange{20, 21}, "SFTP or FTPS"},
+	{"telnet", TCP, portRange{23, 23}, "SSH"},
+	{"TFTP", UDP, portRange{69, 69}, "SFTP"},
+	{"POP3", TCP, portRange{110, 110}, "POP3S (995)"},
+	{"IMAP", TCP, portRange{143, 143}, "IMAPS (993)"},
+	{"SNMP v1/v2c", UDP, portRange{161, 162}, "SNMPv3 with authPriv"},
+	{"rexec, rlogin and rsh", TCP, portRange{512, 514}, "SSH"},
+}
+
+// insecure reports every port entry (or a rule without ports) admitting a
+// port of an insecure service, in a policy with no justification.
+func (a *auditor) insecure(p *Policy, path string, r *Rule) {
+	if len(r.Ports) == 0 {
+		if hit := insecureIn(nil); len(hit) > 0 {
+			a.add(a.at(checkInsecure, p, path, r.Line, "%s",
+				insecureMessage("rule lists no ports, so it admits every port, including", hit)))
+		}
+		return
+	}
+	for j, e := range r.Ports {
+		if hit := insecureIn(&e); len(hit) > 0 {
+			what := fmt.Sprintf("%s %s admits", e.Protocol, entryRange(e))
+			if e.Port == 0 {
+				what = fmt.Sprintf("every %s port is admitted, including", e.Protocol)
+			}
+			field := fmt.Sprintf("%s.ports[%d]", path, j)
+			a.add(a.at(checkInsecure, p, field, r.Line, "%s", insecureMessage(what, hit)))
+		}
+	}
+}
+
+// insecureIn lists the insecure services a port entry admits; nil stands
+// for every port of every protocol.
+func insecureIn(e *Port) []insecureService {
+	var out []insecureService
+	for _, s := range insecureServices {
+		if e == nil || e.Protocol == s.proto && entryRange(*e).lo <= s.ports.hi && s.ports.lo <= entryRange(*e).hi {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func insecureMessage(what string, hit []insecureService) string {
+	names := make([]string, len(hit))
+	alts := make([]string, len(hit))
+	for i, s := range hit {
+		names[i] = fmt.Sprintf("%s (%s %s)", s.name, s.proto, s.ports)
+		alts[i] = s.name + ": " + s.secure
+	}
+	const record = "or record the measures that secure it in a " + JustificationAnnotation + " annotation"
+	if len(hit) == 1 {
+		return fmt.Sprintf("%s %s, an insecure cleartext service; use %s instead, %s",
+			what, names[0], hit[0].secure, record)
+	}
+	return fmt.Sprintf("%s %s, insecure cleartext services; use their secure alternatives (%s), %s",
+		what, strings.Join(names, ", "), strings.Join(alts, "; "), record)
+}
+
+// admitsPort reports whether rule r admits some peer on this protocol and
+// port; a rule's peers are never empty.
+func admitsPort(r *Rule, proto Protocol, port uint16) bool {
+	if len(r.Ports) == 0 {
+		return true
+	}
+	for _, e := range r.Ports {
+		if rg := entryRange(e); e.Protocol == proto && rg.lo <= port && port <= rg.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteAdministration warns when a CDE host's governed ingress admits SSH
+// from no address at all: whoever applies the set would lock themselves
+// out, and a host nobody can reach over SSH gets administered some less
+// controlled way.
+func (a *auditor) remoteAdministration() {
+	if !a.cdeHost {
+		return
+	}
+	var first *Policy
+	for _, p := range a.set.Applying(a.labels) {
+		if !p.Governs(Ingress) {
+			continue
+		}
+		if first == nil {
+			first = p
+		}
+		for i := range p.Spec.Ingress {
+			if admitsPort(&p.Spec.Ingress[i], TCP, 22) {
+				return
+			}
+		}
+	}
+	if first == nil {
+		return // ungoverned: HostWarnings says so
+	}
+	// Without an ingress key, point at policyTypes or spec: where the
+	// rule would go.
+	src := first.Source
+	line := a.lines.line(src.File, src.Doc, "spec", src.Line)
+	line = a.lines.line(src.File, src.Doc, "spec.policyTypes", line)
+	a.add(a.at(checkSSH, first, "spec.ingress", line,
+		"on a host labelled %s ingress is governed and no rule admits TCP 22 from any address: "+
+			"remote administration over SSH would be cut; add a rule admitting TCP 22 from the "+
+			"management network or jump host, or ignore this if the host is administered another way",
+		FormatLabels(a.labels)))
+}

@@ -1,0 +1,435 @@
+package policy
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// auditDoc writes a policy document: selector and annotations in flow
+// syntax ("" for none) and the spec after podSelector.
+func auditDoc(name, selector, annotations, spec string) string {
+	md := "  name: " + name + "\n"
+	if annotations != "" {
+		md += "  annotations: " + annotations + "\n"
+	}
+	sel := "{}"
+	if selector != "" {
+		sel = "{matchLabels: " + selector + "}"
+	}
+	return "apiVersion: pci-segment/v1\nkind: NetworkPolicy\nmetadata:\n" + md +
+		"spec:\n  podSelector: " + sel + "\n" + spec
+}
+
+const (
+	cde       = "{pci-env: cde}"
+	annotated = `{pci-dss/requirement: "1.3.1"}`
+	// justifiedAnn silences insecure-service and cde-public-*, so tests of
+	// other checks are not drowned in them.
+	justifiedAnn = `{pci-dss/requirement: "1.4.2", pci-segment/justification: "public checkout page"}`
+	toBastion    = "{from: [{ipBlock: {cidr: 10.99.0.10/32}}], ports: [{port: 22}]}"
+)
+
+// found is a finding as the audit tables expect it: msg is a substring.
+type found struct {
+	req, level, field, msg string
+}
+
+func (f found) String() string {
+	return fmt.Sprintf("[req %s] %s %s: ...%s...", f.req, f.level, f.field, f.msg)
+}
+
+// auditFindings validates docs, all in one file, for a host with labels
+// ("" for none), and checks that its findings are exactly want, in order.
+func auditFindings(t *testing.T, docs []string, labels string, want []found) []*Finding {
+	t.Helper()
+	dir := writeFiles(t, map[string]string{"p.yaml": strings.Join(docs, "---\n")})
+	hostLabels, err := ParseLabels(labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Validate([]string{filepath.Join(dir, "p.yaml")}, hostLabels)
+	got := append(append([]*Finding{}, r.Errors...), r.Warnings...)
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		g, w := got[i], want[i]
+		ok = g.Requirement == w.req && g.Level().String() == w.level && g.Field == w.field && strings.Contains(g.Err.Error(), w.msg)
+	}
+	if !ok {
+		var lines []string
+		for _, w := range want {
+			lines = append(lines, w.String())
+		}
+		t.Errorf("got\n%v\nwant\n%s", Errors(got), strings.Join(lines, "\n"))
+	}
+	for _, f := range got {
+		if f.Requirement == "" || strings.Contains(f.Error(), "\n") || (f.File == "") != strings.HasPrefix(f.Field, "labels ") {
+			t.Errorf("malformed finding %q", f)
+		}
+	}
+	if r.Valid() != (len(r.Errors) == 0) || r.Valid() != (r.Set != nil) {
+		t.Errorf("valid %v with %d errors and set %v", r.Valid(), len(r.Errors), r.Set != nil)
+	}
+	return got
+}
+
+type auditTest struct {
+	name   string
+	docs   []string
+	labels string
+	want   []found
+}
+
+func runAuditTests(t *testing.T, tests []auditTest) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { auditFindings(t, tt.docs, tt.labels, tt.want) })
+	}
+}
+
+func TestAuditJudgesExposureOnAddressSpace(t *testing.T) {
+	everyTCP := func(field string) found {
+		return found{"1.2.5", "warning", field, "CDE rule allows every TCP port because this entry has no port"}
+	}
+	runAuditTests(t, []auditTest{
+		{
+			name: "0.0.0.0/1 plus 128.0.0.0/1 is the whole of IPv4",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress:\n"+
+				"  - from: [{ipBlock: {cidr: 0.0.0.0/1}}, {ipBlock: {cidr: 128.0.0.0/1}}]\n    ports: [{protocol: TCP}]\n")},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0].from", "CDE ingress admits every IPv4 address on every TCP port through these peers; " +
+					"list only the peers that need to reach the CDE, on the ports they need"},
+				everyTCP("spec.ingress[0].ports[0]"),
+			},
+		},
+		{
+			name: "::/1 plus 8000::/1 is the whole of IPv6, across rules",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress:\n"+
+				"  - {from: [{ipBlock: {cidr: \"::/1\"}}], ports: [{protocol: UDP}]}\n"+
+				"  - {from: [{ipBlock: {cidr: \"8000::/1\"}}], ports: [{protocol: UDP}]}\n")},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0].from", "every IPv6 address on every UDP port through these peers together with p spec.ingress[1].from ("},
+				{"1.2.5", "warning", "spec.ingress[0].ports[0]", "every UDP port"},
+				{"1.2.5", "warning", "spec.ingress[1].ports[0]", "every UDP port"},
+			},
+		},
+		{
+			name: "0.0.0.0/0 except 10.0.0.0/8 is not the whole of IPv4",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress:\n"+
+				"  - {from: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}], ports: [{protocol: TCP}]}\n")},
+			want: []found{everyTCP("spec.ingress[0].ports[0]")},
+		},
+		{
+			name: "an except is filled by another peer",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress:\n"+
+				"  - {from: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}, {ipBlock: {cidr: 10.0.0.0/9}}, {ipBlock: {cidr: 10.128.0.0/9}}], ports: [{protocol: TCP}]}\n")},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0].from", "every IPv4 address on every TCP port"},
+				everyTCP("spec.ingress[0].ports[0]"),
+			},
+		},
+		{
+			name: "an IPv4-mapped IPv6 prefix does not complete IPv4",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress:\n"+
+				"  - {from: [{ipBlock: {cidr: 0.0.0.0/1}}, {ipBlock: {cidr: \"::ffff:128.0.0.0/97\"}}], ports: [{protocol: TCP}]}\n")},
+			want: []found{everyTCP("spec.ingress[0].ports[0]")},
+		},
+		{
+			name: "an ingress rule without from admits every address of both families",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress: [{}]\n")},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0]", `CDE ingress admits every IPv4 and IPv6 address on every port of every protocol ` +
+					`through this rule, which has no "from" and so admits every peer`},
+				{"1.2.5", "warning", "spec.ingress[0]", "CDE rule allows every port of every protocol because it lists no ports"},
+			},
+		},
+		{
+			name: "egress is judged under 1.3.2",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  egress: [{to: [{ipBlock: {cidr: \"::/0\"}}]}]\n")},
+			want: []found{
+				{"1.3.2", "error", "spec.egress[0].to", "CDE egress reaches every IPv6 address on every port of every protocol through these peers; " +
+					"list only the peers the CDE needs to reach"},
+				{"1.2.5", "warning", "spec.egress[0]", "every port of every protocol"},
+			},
+		},
+		{
+			name: "every port is judged on ranges: 1-1000 plus 1001-65535",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress:\n"+
+				"  - {from: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 1, endPort: 1000}]}\n"+
+				"  - {from: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 1001, endPort: 65535}]}\n")},
+			want: []found{
+				// The rule with more ports is the wider one.
+				{"1.3.1", "error", "spec.ingress[1].from", "every IPv4 address on every TCP port through these peers together with p spec.ingress[0].from"},
+			},
+		},
+		{
+			name: "every port of one protocol, not of another",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress:\n"+
+				"  - {from: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 1, endPort: 1000}, {protocol: UDP, port: 1001, endPort: 65535}]}\n")},
+			want: nil, // public ports, but justified
+		},
+		{
+			name: "CDE policies on the same hosts combine",
+			docs: []string{
+				auditDoc("a", cde, justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/1}}], ports: [{protocol: TCP}]}]\n"),
+				auditDoc("b", cde, justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 128.0.0.0/1}}], ports: [{protocol: TCP}]}]\n"),
+			},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0].from", "every IPv4 address on every TCP port through these peers together with b spec.ingress[0].from ("},
+				everyTCP("spec.ingress[0].ports[0]"),
+				everyTCP("spec.ingress[0].ports[0]"),
+			},
+		},
+		{
+			name: "CDE policies that never apply to one host together do not combine",
+			docs: []string{
+				auditDoc("a", "{pci-env: cde, role: web}", justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/1}}], ports: [{protocol: TCP}]}]\n"),
+				auditDoc("b", "{pci-env: cde, role: db}", justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 128.0.0.0/1}}], ports: [{protocol: TCP}]}]\n"),
+			},
+			want: []found{everyTCP("spec.ingress[0].ports[0]"), everyTCP("spec.ingress[0].ports[0]")},
+		},
+		{
+			name:   "but they do on the host --labels names",
+			labels: "pci-env=cde,role=web,zone=a",
+			docs: []string{
+				auditDoc("a", "{pci-env: cde, role: web}", justifiedAnn, "  policyTypes: [Ingress, Egress]\n"+
+					"  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/1}}], ports: [{protocol: TCP}]}]\n"),
+				auditDoc("b", "{pci-env: cde, zone: a}", justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 128.0.0.0/1}}], ports: [{protocol: TCP}]}]\n"),
+			},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0].from", "every IPv4 address on every TCP port through these peers together with b spec.ingress[0].from ("},
+				everyTCP("spec.ingress[0].ports[0]"),
+				everyTCP("spec.ingress[0].ports[0]"),
+			},
+		},
+		{
+			name: "a policy that is not a CDE policy is not judged",
+			docs: []string{auditDoc("p", "{role: web}", justifiedAnn, "  ingress: [{}]\n  egress: [{}]\n")},
+			want: nil,
+		},
+		{
+			name:   "with --labels naming a CDE host, a policy applying to it is a CDE policy",
+			labels: "pci-env=cde",
+			docs:   []string{auditDoc("p", "", justifiedAnn, "  ingress: [{}]\n")},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0]", "every IPv4 and IPv6 address on every port of every protocol"},
+				{"1.2.5", "warning", "spec.ingress[0]", "every port of every protocol"},
+				{"1.3.2", "warning", "labels pci-env=cde", "egress of this CDE host is governed by no applying policy"},
+			},
+		},
+		{
+			name: "a policy for every host counts on the CDE hosts the selectors name",
+			docs: []string{
+				auditDoc("all", "", "", "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 443}]}]\n"),
+				auditDoc("db", cde, annotated, "  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 5432}]}]\n"),
+			},
+			want: []found{
+				{"1.4.2", "warning", "spec.ingress[0].from", "CDE ingress admits every IPv4 address on TCP 443 through these peers, " +
+					"as a public service would; if that is intended, record why in a pci-segment/justification annotation, otherwise list only"},
+			},
+		},
+		{
+			name: "the whole family on specific ports is a public service",
+			docs: []string{auditDoc("p", cde, annotated, "  ingress:\n"+
+				"  - {from: [{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: \"::/0\"}}], ports: [{port: 443}, {port: 8443, endPort: 8444}]}\n"+
+				"  - {ports: [{protocol: UDP, port: 53}]}\n")},
+			want: []found{
+				{"1.4.2", "warning", "spec.ingress[0].from", "CDE ingress admits every IPv4 and IPv6 address on TCP 443, 8443-8444; UDP 53 " +
+					"through these peers together with p spec.ingress[1] ("},
+			},
+		},
+		{
+			name: "a justified public service is no finding",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 443}]}]\n")},
+			want: nil,
+		},
+		{
+			name: "egress to the whole family on a port warns under 1.3.2",
+			docs: []string{auditDoc("p", cde, annotated, "  egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 443}]}]\n")},
+			want: []found{
+				{"1.3.2", "warning", "spec.egress[0].to", "CDE egress reaches every IPv4 address on TCP 443 through these peers, as a public service would"},
+			},
+		},
+		{
+			name: "a justified policy does not excuse one without that completes the family",
+			docs: []string{
+				auditDoc("a", cde, justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/1}}], ports: [{port: 443}]}]\n"),
+				auditDoc("b", cde, annotated, "  ingress: [{from: [{ipBlock: {cidr: 128.0.0.0/1}}], ports: [{port: 443}]}]\n"),
+			},
+			want: []found{
+				{"1.4.2", "warning", "spec.ingress[0].from", "every IPv4 address on TCP 443 through these peers together with a spec.ingress[0].from ("},
+			},
+		},
+		{
+			name: "two justified halves are a justified public service",
+			docs: []string{
+				auditDoc("a", cde, justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/1}}], ports: [{port: 443}]}]\n"),
+				auditDoc("b", cde, justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 128.0.0.0/1}}], ports: [{port: 443}]}]\n"),
+			},
+			want: nil,
+		},
+		{
+			name: "a justification does not excuse every port",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}]\n")},
+			want: []found{
+				{"1.3.1", "error", "spec.ingress[0].from", "every IPv4 address on every port of every protocol"},
+				{"1.2.5", "warning", "spec.ingress[0]", "every port of every protocol"},
+			},
+		},
+	})
+}
+
+func TestAuditWarnsAboutEveryPortInTheCDE(t *testing.T) {
+	from := "from: [{ipBlock: {cidr: 10.0.0.0/8}}]"
+	runAuditTests(t, []auditTest{
+		{
+			name: "a rule without ports",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress: [{"+from+"}]\n")},
+			want: []found{{"1.2.5", "warning", "spec.ingress[0]", "CDE rule allows every port of every protocol because it lists no ports; list only the ports the service needs"}},
+		},
+		{
+			name: "an entry without a port",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress: [{"+from+", ports: [{port: 443}, {protocol: UDP}]}]\n")},
+			want: []found{{"1.2.5", "warning", "spec.ingress[0].ports[1]", "CDE rule allows every UDP port because this entry has no port"}},
+		},
+		{
+			name: "a range of every port",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{protocol: SCTP, port: 1, endPort: 65535}]}]\n")},
+			want: []found{{"1.2.5", "warning", "spec.egress[0].ports[0]", "CDE rule allows every SCTP port: port 1 to endPort 65535 is all of them"}},
+		},
+		{
+			name: "entries that together cover every port",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress: [{"+from+", ports: [{port: 1, endPort: 100}, {port: 90, endPort: 65535}]}]\n")},
+			want: []found{{"1.2.5", "warning", "spec.ingress[0].ports", "CDE rule allows every TCP port: its TCP entries together cover 1-65535"}},
+		},
+		{
+			name: "all but one port is fine",
+			docs: []string{auditDoc("p", cde, justifiedAnn, "  ingress: [{"+from+", ports: [{port: 1, endPort: 100}, {port: 102, endPort: 65535}]}]\n")},
+			want: nil,
+		},
+		{
+			name: "not a CDE policy",
+			docs: []string{auditDoc("p", "{role: web}", justifiedAnn, "  ingress: [{"+from+"}]\n")},
+			want: nil,
+		},
+	})
+}
+
+func TestAuditWarnsAboutInsecureServices(t *testing.T) {
+	rule := func(ports string) []string {
+		return []string{auditDoc("p", "{role: web}", "", "  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: ["+ports+"]}]\n")}
+	}
+	const record = "or record the measures that secure it in a pci-segment/justification annotation"
+	runAuditTests(t, []auditTest{
+		{
+			name: "telnet", docs: rule("{port: 23}"),
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[0]", "TCP 23 admits telnet (TCP 23), an insecure cleartext service; use SSH instead, " + record}},
+		},
+		{
+			name: "a range covering FTP and telnet", docs: rule("{port: 443}, {port: 20, endPort: 25}"),
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[1]", "TCP 20-25 admits FTP (TCP 20-21), telnet (TCP 23), insecure cleartext services; " +
+				"use their secure alternatives (FTP: SFTP or FTPS; telnet: SSH), " + record}},
+		},
+		{
+			name: "FTP data", docs: rule("{port: 20}"),
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[0]", "FTP (TCP 20-21)"}},
+		},
+		{
+			name: "rsh, rlogin, rexec", docs: rule("{port: 513}"),
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[0]", "rexec, rlogin and rsh (TCP 512-514)"}},
+		},
+		{
+			name: "SNMP", docs: rule("{protocol: UDP, port: 162}"),
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[0]", "UDP 162 admits SNMP v1/v2c (UDP 161-162), an insecure cleartext service; use SNMPv3 with authPriv instead"}},
+		},
+		{
+			name: "TFTP", docs: rule("{protocol: UDP, port: 60, endPort: 70}"),
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[0]", "TFTP (UDP 69)"}},
+		},
+		{
+			name: "every port of a protocol", docs: rule("{protocol: UDP}"),
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[0]", "every UDP port is admitted, including TFTP (UDP 69), SNMP v1/v2c (UDP 161-162), insecure"}},
+		},
+		{
+			name: "a rule without ports",
+			docs: []string{auditDoc("p", "{role: web}", "", "  egress: [{}]\n")},
+			want: []found{{"1.2.6", "warning", "spec.egress[0]", "rule lists no ports, so it admits every port, including FTP (TCP 20-21), telnet (TCP 23), TFTP (UDP 69)"}},
+		},
+		{name: "the protocol matters: SNMP over TCP", docs: rule("{port: 161}"), want: nil},
+		{name: "the protocol matters: telnet over UDP", docs: rule("{protocol: UDP, port: 23}"), want: nil},
+		{name: "SSH", docs: rule("{port: 22}"), want: nil},
+		{name: "a range between services", docs: rule("{port: 24, endPort: 109}"), want: nil},
+		{
+			name: "a justification", want: nil,
+			docs: []string{auditDoc("p", "{role: web}", `{pci-segment/justification: "telnet to a legacy HSM over an IPsec tunnel"}`,
+				"  ingress: [{ports: [{port: 23}]}]\n")},
+		},
+		{
+			name: "a blank justification is none",
+			docs: []string{auditDoc("p", "{role: web}", `{pci-segment/justification: "  "}`, "  ingress: [{ports: [{port: 23}]}]\n")},
+			want: []found{{"1.2.6", "warning", "spec.ingress[0].ports[0]", "telnet"}},
+		},
+	})
+}
+
+func TestAuditWarnsAboutAMissingPCIDSSAnnotation(t *testing.T) {
+	body := "  ingress: [" + toBastion + "]\n"
+	runAuditTests(t, []auditTest{
+		{
+			name: "CDE policy without", docs: []string{auditDoc("p", cde, "", body)},
+			want: []found{{"12.5.2", "warning", "metadata.annotations", `CDE policy has no pci-dss annotation; add one naming the requirement it implements, e.g. pci-dss/requirement: "1.3.1"`}},
+		},
+		{
+			name: "CDE policy with other annotations only", docs: []string{auditDoc("p", cde, "{owner: payments}", body)},
+			want: []found{{"12.5.2", "warning", "metadata.annotations", "no pci-dss annotation"}},
+		},
+		{name: "CDE policy with one", docs: []string{auditDoc("p", cde, annotated, body)}},
+		{name: "any key starting pci-dss counts", docs: []string{auditDoc("p", cde, `{pci-dss.example.com/scope: cde}`, body)}},
+		{name: "not a CDE policy", docs: []string{auditDoc("p", "{role: web}", "", body)}},
+		{
+			name: "a policy applying to the CDE host --labels names", labels: "pci-env=cde",
+			docs: []string{auditDoc("p", "", "", "  policyTypes: [Ingress, Egress]\n"+body)},
+			want: []found{{"12.5.2", "warning", "metadata.annotations", "no pci-dss annotation"}},
+		},
+	})
+}
+
+func TestAuditWarnsWhenRemoteAdministrationWouldBeCut(t *testing.T) {
+	spec := func(rules string) []string {
+		return []string{auditDoc("p", cde, justifiedAnn, "  policyTypes: [Ingress, Egress]\n  ingress: ["+rules+"]\n")}
+	}
+	cut := found{"1.2.5", "warning", "spec.ingress", "on a host labelled pci-env=cde,role=web ingress is governed and no rule admits TCP 22 from any address: " +
+		"remote administration over SSH would be cut; add a rule admitting TCP 22 from the management network or jump host"}
+	runAuditTests(t, []auditTest{
+		{name: "HTTPS only", labels: "pci-env=cde,role=web", docs: spec("{ports: [{port: 443}]}"), want: []found{cut}},
+		{name: "no rule at all", labels: "pci-env=cde,role=web", docs: spec(""), want: []found{cut}},
+		{name: "SSH over UDP is not SSH", labels: "pci-env=cde,role=web", docs: spec("{ports: [{protocol: UDP, port: 22}]}"), want: []found{cut}},
+		{name: "SSH from a bastion", labels: "pci-env=cde,role=web", docs: spec(toBastion)},
+		{name: "a range covering 22", labels: "pci-env=cde,role=web", docs: spec("{from: [{ipBlock: {cidr: 10.99.0.0/24}}], ports: [{port: 20, endPort: 30}]}")},
+		{
+			name: "in another applying policy", labels: "pci-env=cde,role=web",
+			docs: append(spec("{ports: [{port: 443}]}"), auditDoc("admin", "", annotated, "  policyTypes: [Ingress, Egress]\n  ingress: ["+toBastion+"]\n")),
+		},
+		{name: "no host named", docs: spec("{ports: [{port: 443}]}")},
+		{
+			name: "not a CDE host", labels: "role=web",
+			docs: []string{auditDoc("p", "", "", "  ingress: [{ports: [{port: 443}]}]\n")},
+		},
+		{
+			name: "ingress not governed: the ungoverned warning says it", labels: "pci-env=cde",
+			docs: []string{auditDoc("p", cde, annotated, "  policyTypes: [Egress]\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 443}]}]\n")},
+			want: []found{{"1.3.1", "warning", "labels pci-env=cde", "ingress of this CDE host is governed by no applying policy and is not filtered (PCI-DSS Req 1.3.1)"}},
+		},
+	})
+}
+
+func TestAuditKeepsDuplicateNamesAnError(t *testing.T) {
+	doc := auditDoc("same", cde, annotated, "  ingress: ["+toBastion+"]\n")
+	got := auditFindings(t, []string{doc, doc}, "", []found{
+		{"1.2.1", "error", "metadata.name", `policy "same" is already defined in`},
+	})
+	if len(got) == 1 && (got[0].Doc != 2 || got[0].Line != 13) {
+		t.Errorf("points at document %d line %d, want the second name: document 2 line 13", got[0].Doc, got[0].Line)
+	}
+}
