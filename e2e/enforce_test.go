@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/lab"
 	"github.com/pci-segment/pci-segment/privilege"
 )
@@ -244,7 +247,9 @@ func TestEnforcementSurvivesKillAndDetachRemovesIt(t *testing.T) {
 	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
 	loaderPID, workerPID := e.pids(t)
 
-	for _, pid := range []int{workerPID, loaderPID} {
+	// The loader first: killed second, it might already have exited on
+	// its own after seeing the worker die.
+	for _, pid := range []int{loaderPID, workerPID} {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +335,7 @@ func TestEnforceRefusesWithoutRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "enforce", "-f", "/nonexistent", "--interface", "lo")
+	cmd := exec.Command(binary, append([]string{"enforce", "-f", "/nonexistent", "--interface", "lo"}, scratchDirs(t)...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u[0], Gid: u[1]}}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "must run as root") {
@@ -373,10 +378,69 @@ func TestEnforceNamesTheMissingCapability(t *testing.T) {
 	requireRoot(t)
 	// Root with CAP_PERFMON and CAP_KILL out of the bounding set: exec
 	// leaves them out of the effective set too.
-	cmd := exec.Command("setpriv", "--bounding-set", "-perfmon,-kill", binary,
-		"enforce", "-f", "/nonexistent", "--interface", "lo")
+	cmd := exec.Command("setpriv", append([]string{"--bounding-set", "-perfmon,-kill", binary,
+		"enforce", "-f", "/nonexistent", "--interface", "lo"}, scratchDirs(t)...)...)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "missing capabilities cap_perfmon,cap_kill") {
 		t.Fatalf("enforce without cap_perfmon: %v\n%s", err, out)
+	}
+}
+
+// scratchDirs are pin, audit and state directories of the test's own, for
+// commands expected to be refused: should a refusal ever regress, they
+// still touch no real install.
+func scratchDirs(t *testing.T) []string {
+	return []string{"--pin-dir", "/sys/fs/bpf/pci-segment-e2e-" + randomHex(t, 6),
+		"--audit-dir", filepath.Join(worldDir(t), "audit"), "--state-dir", filepath.Join(worldDir(t), "state")}
+}
+
+func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	// A descriptor the loader inherits without close-on-exec, as from a
+	// careless parent or socket activation.
+	leak, err := os.CreateTemp(worldDir(t), "leak-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leak.Close()
+	e := newEnforcer(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+	e.cmd.ExtraFiles = []*os.File{leak}
+	e.start(t)
+	e.waitEnforcing(t)
+	loaderPID, workerPID := e.pids(t)
+
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", workerPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps := 0
+	for _, fd := range fds {
+		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", workerPID, fd.Name()))
+		switch {
+		case target == leak.Name():
+			t.Errorf("worker holds the loader's inherited fd %s -> %s", fd.Name(), target)
+		case strings.HasPrefix(target, "/dev/pts") || strings.HasPrefix(target, "/dev/tty"):
+			t.Errorf("worker holds a terminal: fd %s -> %s", fd.Name(), target)
+		case target == "anon_inode:bpf-map":
+			maps++
+		case target == "anon_inode:bpf-prog" || target == "anon_inode:bpf_link":
+			t.Errorf("worker holds a program or link: fd %s -> %s", fd.Name(), target)
+		}
+	}
+	if maps != len(bpf.WorkerMaps) {
+		t.Errorf("worker holds %d map fds, want the %d it is sent", maps, len(bpf.WorkerMaps))
+	}
+
+	// Its own session, no controlling terminal: stat fields 6 (session)
+	// and 7 (tty_nr), counted after the parenthesised command name.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", workerPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	if f[3] != strconv.Itoa(workerPID) || f[4] != "0" {
+		t.Errorf("worker session %s tty_nr %s; want its own session %d and no terminal (loader %d)", f[3], f[4], workerPID, loaderPID)
 	}
 }

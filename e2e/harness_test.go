@@ -95,6 +95,8 @@ type enforceOpts struct {
 	env    []string
 	// noAccount runs without creating a service account (env must name one).
 	noAccount bool
+	// args are further enforce flags.
+	args []string
 }
 
 func randomHex(t testing.TB, n int) string {
@@ -154,6 +156,7 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 		"--interface", l.HostIf, "--labels", labels,
 		"--pin-dir", e.pinDir, "--audit-dir", e.auditDir, "--state-dir", e.stateDir,
 		"--metrics-addr", "127.0.0.1:9720")
+	e.cmd.Args = append(e.cmd.Args, o.args...)
 	e.cmd.Env = env
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	t.Cleanup(func() {
@@ -193,6 +196,13 @@ func startEnforcing(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *e
 	t.Helper()
 	e := newEnforcer(t, l, policies, o)
 	e.start(t)
+	e.waitEnforcing(t)
+	return e
+}
+
+// waitEnforcing waits until enforce reports enforcing.
+func (e *enforcer) waitEnforcing(t *testing.T) {
+	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for !strings.Contains(e.out.String(), "enforcing:") {
 		select {
@@ -204,7 +214,6 @@ func startEnforcing(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *e
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return e
 }
 
 // wait waits for enforce to exit by itself.

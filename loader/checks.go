@@ -106,10 +106,10 @@ const guideAccount = `    sudo groupadd --system pci-segment || true
       --shell /usr/sbin/nologin \
       pci-segment || true`
 
-// lookupAccount resolves the worker's user and group. uid or gid 0 needs an
-// explicit override, because then only the capability drop separates the
-// worker from root.
-func lookupAccount(name, group string, rootAllowed bool) (account, error) {
+// lookupAccount resolves the worker's user and group. uid or gid 0 is
+// refused: that takes an explicit override (workerAccount), because then
+// only the capability drop separates the worker from root.
+func lookupAccount(name, group string) (account, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		var unknown user.UnknownUserError
@@ -131,7 +131,7 @@ func lookupAccount(name, group string, rootAllowed bool) (account, error) {
 	if err1 != nil || err2 != nil {
 		return account{}, fmt.Errorf("service account %q: non-numeric uid %q or gid %q", name, u.Uid, g.Gid)
 	}
-	if (uid == 0 || gid == 0) && !rootAllowed {
+	if uid == 0 || gid == 0 {
 		return account{}, fmt.Errorf("service account %s:%s resolves to uid %d gid %d; the worker must not run as root unless PCI_SEGMENT_SKIP_PRIVILEGE_DROP=1 or --allow-root is given (development only, PCI-DSS Req 2.2.4)", name, group, uid, gid)
 	}
 	return account{user: name, group: group, uid: uint32(uid), gid: uint32(gid)}, nil

@@ -6,10 +6,12 @@
 //  1. refuses to start without root and the capabilities it uses, on a
 //     kernel without tcx, without the service account, or over pins that
 //     another instance left;
-//  2. creates the maps and loads the programs (package bpf);
+//  2. creates the maps, sized once and for all by --max-prefixes,
+//     --max-port-entries and --max-flows, and loads the programs (package
+//     bpf);
 //  3. starts the worker (`pci-segment worker`) as the service account with
-//     no capabilities and NoNewPrivs, and hands it the map fds over a
-//     socketpair;
+//     no capabilities and NoNewPrivs, tells it the map sizes on its command
+//     line, and hands it the map fds over a socketpair;
 //  4. waits for the worker's "policy applied", then attaches the programs at
 //     the head of each interface's tcx chain and pins links and maps, so
 //     that enforcement outlives both processes (fail closed);
@@ -22,9 +24,11 @@ package loader
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +36,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/envflag"
@@ -49,6 +54,9 @@ type Config struct {
 	MetricsAddr string
 	AllowRoot   bool
 	LogLevel    string
+	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
+	// --max-flows); a zero field takes bpf.DefaultSizes.
+	Sizes bpf.Sizes
 }
 
 // Timeouts for the worker's first messages.
@@ -60,8 +68,17 @@ const (
 
 // Enforce runs the loader until SIGTERM/SIGINT or the worker's exit.
 func Enforce(cfg Config, log hclog.Logger) error {
+	cfg.Sizes = cfg.Sizes.OrDefault()
+	if err := cfg.Sizes.Validate(); err != nil {
+		return err
+	}
 	if err := checkPrivileges(); err != nil {
 		return err
+	}
+	// Whatever this process inherited beyond stdio must not reach the
+	// worker, which gets exactly its socket and map fds.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("mark inherited descriptors close-on-exec: %w", err)
 	}
 	if err := checkKernel(); err != nil {
 		return err
@@ -84,7 +101,9 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		return err
 	}
 
-	objs, err := bpf.Load()
+	// The maps get their capacities here, once: a policy set that does
+	// not fit them is refused by the worker, naming the flag to raise.
+	objs, err := bpf.LoadWithSizes(cfg.Sizes)
 	if err != nil {
 		return err
 	}
@@ -160,14 +179,16 @@ func workerAccount(cfg Config, log hclog.Logger) (account, error) {
 	} else if name != "pci-segment" {
 		group = name
 	}
-	rootAllowed := skip || cfg.AllowRoot
-	if rootAllowed {
+	if skip || cfg.AllowRoot {
+		if name != "pci-segment" || group != "pci-segment" {
+			return account{}, fmt.Errorf("conflicting overrides: PCI_SEGMENT_PRIVILEGE_USER/_GROUP name an account, while PCI_SEGMENT_SKIP_PRIVILEGE_DROP or --allow-root keep uid 0; use one of them")
+		}
 		// The worker stays uid 0 but still gets no capabilities,
 		// NoNewPrivs and seccomp.
 		log.Warn("development override in effect: worker keeps uid 0 (capabilities are still dropped)", "PCI_SEGMENT_SKIP_PRIVILEGE_DROP", skip, "allow_root", cfg.AllowRoot)
 		return account{user: "root", group: "root"}, nil
 	}
-	return lookupAccount(name, group, false)
+	return lookupAccount(name, group)
 }
 
 // prepareDirs creates the audit directory owned by the service account (the
@@ -176,10 +197,17 @@ func prepareDirs(cfg Config, acct account) error {
 	if err := os.MkdirAll(cfg.AuditDir, 0o750); err != nil {
 		return fmt.Errorf("create audit directory: %w", err)
 	}
-	if err := os.Chown(cfg.AuditDir, int(acct.uid), int(acct.gid)); err != nil {
+	// Opened without following a symlink, then changed through the fd: a
+	// path a worker could have replaced never redirects root's chown.
+	fd, err := unix.Open(cfg.AuditDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open audit directory %s (a symlink is refused): %w", cfg.AuditDir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchown(fd, int(acct.uid), int(acct.gid)); err != nil {
 		return fmt.Errorf("give audit directory to %s: %w", acct.user, err)
 	}
-	if err := os.Chmod(cfg.AuditDir, 0o750); err != nil {
+	if err := unix.Fchmod(fd, 0o750); err != nil {
 		return fmt.Errorf("set audit directory mode: %w", err)
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
@@ -199,10 +227,13 @@ func startWorker(exe string, cfg Config, acct account, maps *bpf.DatapathMaps, l
 	if cfg.AllowRoot {
 		args = append(args, "--allow-root")
 	}
+	args = append(args, sizeArgs(cfg.Sizes)...)
 	for _, p := range cfg.Policies {
 		args = append(args, "-f", p)
 	}
-	w, err := spawnWorker(exe, args, workerEnv(), acct, end)
+	// Not os.Stderr itself: exec then copies through a pipe, so the worker
+	// never holds the loader's terminal.
+	w, err := spawnWorker(exe, args, workerEnv(), acct, end, struct{ io.Writer }{os.Stderr})
 	end.Close()
 	if err != nil {
 		conn.Close()
@@ -231,12 +262,41 @@ func startWorker(exe string, cfg Config, acct account, maps *bpf.DatapathMaps, l
 		if err != nil {
 			return fail(err)
 		}
-		fds = append(fds, mp.FD())
+		fd := mp.FD()
+		if bpf.WorkerReadOnly[name] {
+			// The datapath's evidence: the worker reads it, never
+			// resets it.
+			if fd, err = readOnlyFD(mp); err != nil {
+				return fail(err)
+			}
+			defer unix.Close(fd)
+		}
+		fds = append(fds, fd)
 	}
 	if err := conn.Send(ctx, ipc.Maps{Names: bpf.WorkerMaps, FDs: fds}); err != nil {
 		return fail(fmt.Errorf("hand maps to worker: %w", err))
 	}
 	return conn, w, nil
+}
+
+// sizeArgs tells the worker the map capacities, so that it checks the map
+// fds it receives against exactly those. A size equal to the default is
+// left out: the worker, the same binary, assumes the defaults.
+func sizeArgs(s bpf.Sizes) []string {
+	var args []string
+	for _, f := range []struct {
+		flag     string
+		v, deflt int
+	}{
+		{"--max-prefixes", s.Prefixes, bpf.DefaultSizes.Prefixes},
+		{"--max-port-entries", s.PortEntries, bpf.DefaultSizes.PortEntries},
+		{"--max-flows", s.Flows, bpf.DefaultSizes.Flows},
+	} {
+		if f.v != f.deflt {
+			args = append(args, f.flag, strconv.Itoa(f.v))
+		}
+	}
+	return args
 }
 
 // workerEnv passes the worker only the variables meant for it.
@@ -316,11 +376,7 @@ func pinAll(pinDir string, objs *bpf.DatapathObjects, links []attached) error {
 		}
 		return err
 	}
-	for _, name := range bpf.WorkerMaps {
-		m, err := objs.ByName(name)
-		if err != nil {
-			return undo(err)
-		}
+	for name, m := range objs.All() {
 		p := filepath.Join(dir, name)
 		if err := m.Pin(p); err != nil {
 			return undo(fmt.Errorf("pin map %s: %w", name, err))

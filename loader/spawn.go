@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -37,7 +38,7 @@ type account struct {
 // fork happens on a locked thread that is never handed back to the Go
 // scheduler; it stays in Wait so that the child's parent-death signal, which
 // fires when that thread exits, means "the loader is gone".
-func spawnWorker(exe string, args, env []string, acct account, ipcEnd *os.File) (*worker, error) {
+func spawnWorker(exe string, args, env []string, acct account, ipcEnd *os.File, logs io.Writer) (*worker, error) {
 	type started struct {
 		proc *os.Process
 		err  error
@@ -53,18 +54,20 @@ func spawnWorker(exe string, args, env []string, acct account, ipcEnd *os.File) 
 			return
 		}
 		cmd := &exec.Cmd{
-			Path:       exe,
-			Args:       append([]string{"pci-segment", "worker"}, args...),
-			Env:        env,
-			Stdin:      nil,
-			Stdout:     os.Stderr,
-			Stderr:     os.Stderr,
+			Path: exe,
+			Args: append([]string{"pci-segment", "worker"}, args...),
+			Env:  env,
+			// Not the loader's terminal: output goes through a pipe
+			// that the loader copies, and the worker gets a session of
+			// its own, so it has no controlling terminal to type into.
+			Stdout:     logs,
+			Stderr:     logs,
 			ExtraFiles: []*os.File{ipcEnd},
 			Dir:        "/",
 			SysProcAttr: &syscall.SysProcAttr{
 				Credential: &syscall.Credential{Uid: acct.uid, Gid: acct.gid, Groups: []uint32{}},
 				Pdeathsig:  syscall.SIGKILL,
-				Setsid:     false,
+				Setsid:     true,
 			},
 		}
 		if err := cmd.Start(); err != nil {

@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +58,9 @@ type Config struct {
 	MetricsAddr string
 	// AllowRoot is set by the loader when --allow-root was given.
 	AllowRoot bool
+	// Sizes are the map capacities the loader chose (zero fields: the
+	// defaults); every received map must have exactly its capacity.
+	Sizes bpf.Sizes
 }
 
 // ProcessName is the worker's name in ps, the same as the loader's, so that
@@ -69,6 +73,9 @@ func Run(cfg Config, log hclog.Logger) error {
 	_ = os.WriteFile("/proc/self/comm", []byte(ProcessName), 0)
 
 	if err := checkUnprivileged(cfg.AllowRoot); err != nil {
+		return fmt.Errorf("refusing to run: %w", err)
+	}
+	if err := checkDescriptors(); err != nil {
 		return fmt.Errorf("refusing to run: %w", err)
 	}
 	disabled, err := sandbox.DisabledByEnv()
@@ -97,7 +104,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version}); err != nil {
 		return err
 	}
-	maps, err := receiveMaps(ctx, conn)
+	maps, err := receiveMaps(ctx, conn, cfg.Sizes.OrDefault())
 	if err != nil {
 		return err
 	}
@@ -118,15 +125,47 @@ func Run(cfg Config, log hclog.Logger) error {
 		}
 		return fmt.Errorf("policy set rejected, nothing applied:\n%w", err)
 	}
-	// What validate warns about (no policy selects this host, a direction
-	// of a CDE host left unfiltered) must not pass silently at enforce.
-	for _, w := range set.HostWarnings(labels) {
-		log.Warn("policy set warning", "finding", w.Error())
-	}
 	compiled, err := policy.Compile(set, labels)
 	if err != nil {
 		return fmt.Errorf("compile policy set: %w", err)
 	}
+
+	// Everything that can fail is opened before the policy goes live:
+	// once the loader hears "applied" it attaches and pins.
+	aw, err := audit.Open(cfg.AuditDir)
+	if err != nil {
+		return err
+	}
+	defer aw.Close()
+	met := metrics.New(maps[bpf.DatapathMapCounters])
+	rec := &recorder{w: aw, m: met, log: log}
+	rd, err := ringbuf.NewReader(maps[bpf.DatapathMapEvents])
+	if err != nil {
+		return fmt.Errorf("open event ring buffer: %w", err)
+	}
+	defer rd.Close()
+	addr, served, err := metrics.Serve(cfg.MetricsAddr, met.Registry)
+	if err != nil {
+		return err
+	}
+	log.Info("serving metrics", "addr", addr.String())
+
+	rec.write(audit.Record{Type: audit.TypeServiceStart, Outcome: "success", Who: who(),
+		Details: map[string]any{"pid": os.Getpid()}})
+	rec.write(privilegeRecord())
+	for _, o := range overrides(cfg, disabled) {
+		log.Warn("development override in effect", "override", o)
+		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(), Resource: o,
+			Details: map[string]any{"production": "not allowed (PCI-DSS Req 2.2.4)"}})
+	}
+	// What validate warns about (no policy selects this host, a direction
+	// of a CDE host left unfiltered) must not pass silently at enforce.
+	for _, w := range set.HostWarnings(labels) {
+		log.Warn("policy set warning", "finding", w.Error())
+		rec.write(audit.Record{Type: audit.TypePolicyWarning, Outcome: "warning", Who: who(),
+			Resource: "policy set", Details: map[string]any{"finding": w.Error(), "labels": cfg.Labels}})
+	}
+
 	pm := &bpf.PolicyMaps{
 		Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6], Ports: maps[bpf.DatapathMapPorts],
 		Selector: maps[bpf.DatapathMapSelector], Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
@@ -135,23 +174,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err := pm.Apply(compiled, generation, set.Hash); err != nil {
 		return fmt.Errorf("apply policy set: %w", err)
 	}
-
-	aw, err := audit.Open(cfg.AuditDir)
-	if err != nil {
-		return err
-	}
-	defer aw.Close()
-	met := metrics.New(maps[bpf.DatapathMapCounters])
 	met.PolicyGeneration.Set(generation)
-	rec := &recorder{w: aw, m: met, log: log}
-
-	rec.write(audit.Record{Type: audit.TypeServiceStart, Outcome: "success", Who: who(),
-		Details: map[string]any{"pid": os.Getpid()}})
-	rec.write(privilegeRecord())
-	if disabled {
-		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(),
-			Resource: sandbox.DisableEnv, Details: map[string]any{"seccomp": "disabled"}})
-	}
 	files := make([]map[string]string, 0, len(set.Files))
 	for _, f := range set.Files {
 		files = append(files, map[string]string{"path": f.Path, "sha256": fmt.Sprintf("%x", f.SHA256)})
@@ -163,26 +186,20 @@ func Run(cfg Config, log hclog.Logger) error {
 	log.Info("policy applied", "generation", generation, "policies", len(compiled.Policies),
 		"rules", compiled.Rules, "set_sha256", set.HashHex())
 
-	if err := conn.Send(ctx, ipc.Applied{Generation: generation, SetHash: set.Hash}); err != nil {
+	// A fresh deadline: loading a large set may take longer than the
+	// greeting's.
+	actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer acancel()
+	if err := conn.Send(actx, ipc.Applied{Generation: generation, SetHash: set.Hash}); err != nil {
 		return err
 	}
 
-	rd, err := ringbuf.NewReader(maps[bpf.DatapathMapEvents])
-	if err != nil {
-		return fmt.Errorf("open event ring buffer: %w", err)
-	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		rec.events(rd)
 	}()
-
-	addr, served, err := metrics.Serve(cfg.MetricsAddr, met.Registry)
-	if err != nil {
-		return err
-	}
-	log.Info("serving metrics", "addr", addr.String())
 
 	// The loader closes the channel when it goes; its death also kills us
 	// through the parent-death signal.
@@ -206,6 +223,51 @@ func Run(cfg Config, log hclog.Logger) error {
 	wg.Wait()
 	rec.write(audit.Record{Type: audit.TypeServiceStop, Outcome: "success", Who: who()})
 	return result
+}
+
+// overrides lists the development overrides in effect for this worker.
+func overrides(cfg Config, seccompDisabled bool) []string {
+	var out []string
+	for _, name := range []string{"PCI_SEGMENT_SKIP_PRIVILEGE_DROP", "PCI_SEGMENT_PRIVILEGE_USER", "PCI_SEGMENT_PRIVILEGE_GROUP"} {
+		if v := os.Getenv(name); v != "" {
+			if b, err := envflag.ParseBool(name, v); err == nil && !b && name == "PCI_SEGMENT_SKIP_PRIVILEGE_DROP" {
+				continue
+			}
+			out = append(out, name+"="+v)
+		}
+	}
+	if seccompDisabled {
+		out = append(out, sandbox.DisableEnv+"="+os.Getenv(sandbox.DisableEnv))
+	}
+	if cfg.AllowRoot {
+		out = append(out, "--allow-root")
+	}
+	return out
+}
+
+// checkDescriptors refuses descriptors inherited beyond stdio and the
+// channel: anything else open without close-on-exec this early came from
+// the parent by mistake (the runtime's own are close-on-exec).
+func checkDescriptors() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open descriptors: %w", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= IPCFD {
+			continue
+		}
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil {
+			continue // the directory's own descriptor, closed by now
+		}
+		if flags&unix.FD_CLOEXEC == 0 {
+			target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+			return fmt.Errorf("inherited descriptor %d (%s): the worker must receive only its channel", fd, target)
+		}
+	}
+	return nil
 }
 
 func who() string { return fmt.Sprintf("pci-segment worker uid=%d pid=%d", os.Getuid(), os.Getpid()) }
@@ -253,7 +315,7 @@ func privilegeRecord() audit.Record {
 
 // receiveMaps takes the map fds and checks each against the datapath's
 // definition before any use.
-func receiveMaps(ctx context.Context, conn *ipc.Conn) (map[string]*ebpf.Map, error) {
+func receiveMaps(ctx context.Context, conn *ipc.Conn, sizes bpf.Sizes) (map[string]*ebpf.Map, error) {
 	m, err := conn.Expect(ctx, ipc.TypeMaps)
 	if err != nil {
 		return nil, err
@@ -279,7 +341,7 @@ func receiveMaps(ctx context.Context, conn *ipc.Conn) (map[string]*ebpf.Map, err
 			return fail(fmt.Errorf("map %q received twice", name))
 		}
 		maps[name] = mp
-		if err := bpf.Check(mp, name); err != nil {
+		if err := bpf.Check(mp, name, sizes); err != nil {
 			for _, fd := range msg.FDs[i+1:] {
 				unix.Close(fd)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/loader"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/worker"
@@ -26,6 +27,7 @@ type cli struct {
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
 	Validate validateCmd `cmd:"" help:"Check policy files: schema and PCI checks. Exit 0 valid, 1 invalid, 2 usage."`
+	Check    checkCmd    `cmd:"" help:"Explain the verdict for one packet. Exit 0 allow, 1 deny, 2 usage or error, 3 kernel and files disagree (--live)."`
 	Enforce  enforceCmd  `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
 	Detach   detachCmd   `cmd:"" help:"Remove every link and pin of pci-segment (root)."`
 	Worker   workerCmd   `cmd:"" hidden:"" help:"The unprivileged worker; started by enforce only."`
@@ -34,6 +36,7 @@ type cli struct {
 type validateCmd struct {
 	Files  []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable)."`
 	Labels string   `help:"Host labels k=v,... to check which policies apply."`
+	Output string   `short:"o" default:"text" enum:"text,json" help:"Output format: text or json."`
 }
 
 type enforceCmd struct {
@@ -45,6 +48,11 @@ type enforceCmd struct {
 	StateDir    string   `default:"/var/lib/pci-segment" help:"State directory."`
 	MetricsAddr string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
 	AllowRoot   bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
+	// Map capacities, fixed for the life of the loader; the defaults are
+	// bpf.DefaultSizes.
+	MaxPrefixes    int `default:"200000" help:"Address prefixes, IPv4 and IPv6 together, that one policy set may compile to; sizes the address maps."`
+	MaxPortEntries int `default:"200000" help:"Port allowances that one policy set may compile to; sizes the port map."`
+	MaxFlows       int `default:"32768" help:"Connections tracked at once; sizes connection tracking."`
 }
 
 type detachCmd struct {
@@ -52,12 +60,15 @@ type detachCmd struct {
 }
 
 type workerCmd struct {
-	Files       []string `short:"f" name:"file"`
-	Labels      string
-	AuditDir    string
-	StateDir    string
-	MetricsAddr string
-	AllowRoot   bool
+	Files          []string `short:"f" name:"file"`
+	Labels         string
+	AuditDir       string
+	StateDir       string
+	MetricsAddr    string
+	AllowRoot      bool
+	MaxPrefixes    int
+	MaxPortEntries int
+	MaxFlows       int
 }
 
 // version names the build: the module version and VCS revision Go records.
@@ -107,7 +118,9 @@ func main() {
 	}
 	switch ctx.Command() {
 	case "validate":
-		os.Exit(policy.RunValidate(os.Stdout, c.Validate.Files, c.Validate.Labels))
+		os.Exit(policy.RunValidate(os.Stdout, c.Validate.Files, c.Validate.Labels, c.Validate.Output))
+	case "check":
+		os.Exit(c.Check.run(os.Stdout, os.Stderr))
 	case "enforce":
 		e := c.Enforce
 		log := logger("pci-segment", c.LogLevel)
@@ -115,6 +128,7 @@ func main() {
 			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
 			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
 			AllowRoot: e.AllowRoot, LogLevel: c.LogLevel,
+			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
 		}, log)
 		exit(log, err)
 	case "detach":
@@ -126,6 +140,7 @@ func main() {
 		exit(log, worker.Run(worker.Config{
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
 			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot,
+			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
 		}, log))
 	default:
 		parser.Errorf("unknown command %q", ctx.Command())
