@@ -12,6 +12,10 @@
 //	                 10.77.2.2/24  fd00:77:2::2/64   (outside the host's subnet,
 //	                                                  routed by the host via the peer)
 //
+// AddVLAN and AddQinQ add a VLAN sub-interface on both ends with a subnet
+// of its own (10.77.<100+id>.0/24, 10.78.<inner>.0/24), whose traffic
+// crosses the veth tagged; see VLAN.
+//
 // Traffic helpers (ListenTCP, DialTCP, ServeUDPEcho, UDPExchange) use only
 // Go's net package, from sockets created inside a namespace by Do. A dial
 // that gets no answer fails with ErrTimeout (the packet was dropped); one

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -463,5 +465,84 @@ func TestServiceAccountIsCreatedAndRemoved(t *testing.T) {
 	}
 	if exists("group", group) {
 		t.Errorf("group %s still exists after cleanup", group)
+	}
+}
+
+// rxPackets reads the received-packets counter of ifname in ns.
+func rxPackets(t *testing.T, ns, ifname string) uint64 {
+	t.Helper()
+	args := []string{"-n", ns, "-j", "-s", "link", "show", "dev", ifname}
+	out, err := run("ip", args...)
+	if err != nil {
+		t.Fatal(describe("ip", args, out, err))
+	}
+	var links []struct {
+		Stats struct {
+			Rx struct {
+				Packets uint64 `json:"packets"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("parse %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return links[0].Stats.Rx.Packets
+}
+
+func TestVLANsCarryTaggedTrafficOverTheVeth(t *testing.T) {
+	t.Parallel()
+	l := New(t)
+	vlans := []struct {
+		name string
+		v    *VLAN
+	}{
+		{"802.1Q", l.AddVLAN(t, 10)},
+		{"802.1ad outer, 802.1Q inner", l.AddQinQ(t, 20, 30)},
+	}
+	if got := vlans[0].v; got.Host4 != netip.MustParseAddr("10.77.110.1") || got.Peer6 != netip.MustParseAddr("fd00:77:110::2") ||
+		got.HostIf != l.HostIf+".10" {
+		t.Errorf("VLAN 10: %v %v on %s", got.Host4, got.Peer6, got.HostIf)
+	}
+	if got := vlans[1].v; got.Net4 != netip.MustParsePrefix("10.78.30.0/24") || got.PeerIf != l.PeerIf+"q30" ||
+		!slices.Equal(got.IDs, []int{20, 30}) || !slices.Equal(got.Protos, []uint16{TagAD, TagQ}) {
+		t.Errorf("QinQ 20/30: %+v", got)
+	}
+	for _, vl := range vlans {
+		t.Run(vl.name, func(t *testing.T) {
+			v := vl.v
+			for _, a := range []struct {
+				ns, ifname string
+				addr       netip.Addr
+			}{{l.HostNS, v.HostIf, v.Host4}, {l.HostNS, v.HostIf, v.Host6}, {l.PeerNS, v.PeerIf, v.Peer4}, {l.PeerNS, v.PeerIf, v.Peer6}} {
+				out, err := run("ip", "-n", a.ns, "-o", "addr", "show", "dev", a.ifname)
+				if err != nil || !strings.Contains(string(out), " "+a.addr.String()+"/") {
+					t.Errorf("%s in %s lacks %v: %v\n%s", a.ifname, a.ns, a.addr, err, out)
+				}
+			}
+			for _, f := range []struct {
+				name         string
+				fromNS, toNS string
+				server       netip.Addr
+				rxNS, rxIf   string
+			}{
+				{"v4 peer to host", l.PeerNS, l.HostNS, v.Host4, l.HostNS, v.HostIf},
+				{"v6 peer to host", l.PeerNS, l.HostNS, v.Host6, l.HostNS, v.HostIf},
+				{"v4 host to peer", l.HostNS, l.PeerNS, v.Peer4, l.PeerNS, v.PeerIf},
+				{"v6 host to peer", l.HostNS, l.PeerNS, v.Peer6, l.PeerNS, v.PeerIf},
+			} {
+				t.Run(f.name, func(t *testing.T) {
+					srv := listen(t, l, f.toNS, f.server)
+					before := rxPackets(t, f.rxNS, f.rxIf)
+					if err := l.DialTCP(f.fromNS, netip.Addr{}, srv, 0); err != nil {
+						t.Fatal(err)
+					}
+					// A sub-interface receives only what came over the
+					// veth carrying exactly its tags.
+					if after := rxPackets(t, f.rxNS, f.rxIf); after <= before {
+						t.Errorf("%s received %d packets before and %d after", f.rxIf, before, after)
+					}
+				})
+			}
+		})
 	}
 }
