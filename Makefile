@@ -77,6 +77,8 @@ test: deps build
 		mount -t bpf bpf /sys/fs/bpf; \
 	fi
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# A short run of the fuzzer over what a compromised worker can send.
+	$(GO) test -run '^$$' -fuzz FuzzLoaderDecode -fuzztime 20s ./ipc
 
 demo: deps build
 	PCI_SEGMENT_BIN=$(CURDIR)/$(BIN) bash scripts/demo.sh

@@ -24,14 +24,16 @@ const FileName = "audit.log"
 
 // Event types.
 const (
-	TypeServiceStart  = "service_start"
-	TypeServiceStop   = "service_stop"
-	TypePolicyApplied = "policy_applied"
-	TypePacketDenied  = "packet_denied"
-	TypeOverride      = "override_in_effect"
-	TypePrivilegeDrop = "privilege_drop"
-	TypeEventsLost    = "events_lost"
-	TypePolicyWarning = "policy_warning"
+	TypeServiceStart    = "service_start"
+	TypeServiceStop     = "service_stop"
+	TypePolicyApplied   = "policy_applied"
+	TypePacketDenied    = "packet_denied"
+	TypeOverride        = "override_in_effect"
+	TypePrivilegeDrop   = "privilege_drop"
+	TypeEventsLost      = "events_lost"
+	TypePolicyWarning   = "policy_warning"
+	TypeWorkerRestarted = "worker_restarted"
+	TypeLinkChanged     = "link_changed"
 )
 
 // Record is one audit entry. Seq, Time and Host are filled by the Writer.

@@ -444,3 +444,45 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 		t.Errorf("worker session %s tty_nr %s; want its own session %d and no terminal (loader %d)", f[3], f[4], workerPID, loaderPID)
 	}
 }
+
+func TestKilledWorkerIsReplacedWithoutAGap(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+	loaderPID, first := e.pids(t)
+
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// While no worker runs, the pinned links still decide.
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+
+	var second int
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if strings.Count(e.out.String(), "policy applied by worker") >= 2 {
+			_, second = e.pids(t)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no second worker applied a policy:\n%s", e.out.String())
+		}
+	}
+	if second == first {
+		t.Fatalf("worker pid unchanged (%d)", first)
+	}
+	if err := syscall.Kill(loaderPID, 0); err != nil {
+		t.Fatalf("loader gone after a worker restart: %v", err)
+	}
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+
+	log := e.auditLog(t)
+	for _, want := range []string{`"type":"worker_restarted"`, `"count":1`, `"generation":2`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("audit log lacks %s:\n%s", want, log)
+		}
+	}
+}

@@ -4,14 +4,21 @@
 // a length cap. File descriptors travel with SCM_RIGHTS and only on the
 // message that expects them.
 //
-// Messages (type, direction, payload, why):
+// The whole set (type, direction, payload, why it exists):
 //
-//	Hello    worker → loader  version uint32             refuse a worker built from another protocol
-//	Maps     loader → worker  map names; the map fds      the worker never creates maps or opens pins
-//	Applied  worker → loader  generation, set hash       the loader attaches only after a policy is live
+//	Hello     worker → loader  version                    refuse a worker built for another protocol
+//	Maps      loader → worker  map names + fds            the worker never creates maps or opens pins
+//	Applied   worker → loader  generation, set hash       the loader attaches only once a policy is live
+//	Alive     worker → loader  (none)                     the loader tells systemd's watchdog only what the worker confirms
+//	Reload    loader → worker  (none)                     SIGHUP reaches the loader, which systemd signals
+//	Event     loader → worker  kind, ifindex, count, text what the loader saw (restarts, links), for the audit log
+//	Listener  loader → worker  one listening socket fd    systemd's socket activation, handed through
 //
-// Every other type, a wrong length, or fds on a message that carries none is
-// an error; the receiver treats it as fatal for the peer.
+// What the worker may send when is the loader's permit table (Permitted):
+// before anything, Hello, once; after the maps, Applied; then Applied with a
+// higher generation, or Alive. Anything else, of any type, a wrong length or
+// fds on a message that carries none is a protocol violation: the loader
+// kills the worker and starts another.
 package ipc
 
 import (
@@ -39,26 +46,33 @@ const MaxFDs = 16
 type Type uint16
 
 const (
-	TypeHello   Type = 1
-	TypeMaps    Type = 2
-	TypeApplied Type = 3
+	TypeHello    Type = 1
+	TypeMaps     Type = 2
+	TypeApplied  Type = 3
+	TypeAlive    Type = 4
+	TypeReload   Type = 5
+	TypeEvent    Type = 6
+	TypeListener Type = 7
 )
 
+var typeNames = map[Type]string{
+	TypeHello: "hello", TypeMaps: "maps", TypeApplied: "applied", TypeAlive: "alive",
+	TypeReload: "reload", TypeEvent: "event", TypeListener: "listener",
+}
+
 func (t Type) String() string {
-	switch t {
-	case TypeHello:
-		return "hello"
-	case TypeMaps:
-		return "maps"
-	case TypeApplied:
-		return "applied"
+	if n, ok := typeNames[t]; ok {
+		return n
 	}
 	return fmt.Sprintf("type(%d)", uint16(t))
 }
 
+// carriesFDs are the types whose messages hold descriptors.
+var carriesFDs = map[Type]bool{TypeMaps: true, TypeListener: true}
+
 const headerLen = 4 // type uint16, payload length uint16
 
-// Message is one of Hello, Maps, Applied.
+// Message is one of the types above.
 type Message interface {
 	Type() Type
 }
@@ -80,9 +94,42 @@ type Applied struct {
 	SetHash    [32]byte
 }
 
-func (Hello) Type() Type   { return TypeHello }
-func (Maps) Type() Type    { return TypeMaps }
-func (Applied) Type() Type { return TypeApplied }
+// Alive says the worker's loops still run.
+type Alive struct{}
+
+// Reload asks the worker to read its policies again.
+type Reload struct{}
+
+// Event kinds.
+const (
+	EventWorkerRestarted uint8 = 1 // Count: restarts so far; Text: why the last worker ended
+	EventLinkAttached    uint8 = 2 // Ifindex; Text: interface and direction
+	EventLinkDetached    uint8 = 3
+)
+
+// MaxEventText caps Event.Text.
+const MaxEventText = 512
+
+// Event is something the loader saw that belongs in the audit log.
+type Event struct {
+	Kind    uint8
+	Ifindex uint32
+	Count   uint32
+	Text    string
+}
+
+// Listener hands over a listening socket.
+type Listener struct {
+	FD int
+}
+
+func (Hello) Type() Type    { return TypeHello }
+func (Maps) Type() Type     { return TypeMaps }
+func (Applied) Type() Type  { return TypeApplied }
+func (Alive) Type() Type    { return TypeAlive }
+func (Reload) Type() Type   { return TypeReload }
+func (Event) Type() Type    { return TypeEvent }
+func (Listener) Type() Type { return TypeListener }
 
 // Conn is one end of the channel.
 type Conn struct {
@@ -215,6 +262,18 @@ func encode(m Message) ([]byte, []int, error) {
 	case Applied:
 		b := binary.LittleEndian.AppendUint64(nil, m.Generation)
 		return append(b, m.SetHash[:]...), nil, nil
+	case Alive, Reload:
+		return nil, nil, nil
+	case Event:
+		if len(m.Text) > MaxEventText {
+			return nil, nil, fmt.Errorf("encode event: text of %d bytes exceeds %d", len(m.Text), MaxEventText)
+		}
+		b := []byte{m.Kind}
+		b = binary.LittleEndian.AppendUint32(b, m.Ifindex)
+		b = binary.LittleEndian.AppendUint32(b, m.Count)
+		return append(b, m.Text...), nil, nil
+	case Listener:
+		return nil, []int{m.FD}, nil
 	case Maps:
 		if len(m.Names) != len(m.FDs) || len(m.FDs) == 0 || len(m.FDs) > MaxFDs {
 			return nil, nil, fmt.Errorf("encode maps: %d names for %d fds (1..%d)", len(m.Names), len(m.FDs), MaxFDs)
@@ -243,7 +302,7 @@ func decode(b []byte, fds []int) (Message, error) {
 	if plen != len(p) {
 		return nil, fmt.Errorf("decode %s: header says %d payload bytes, got %d", t, plen, len(p))
 	}
-	if t != TypeMaps && len(fds) > 0 {
+	if !carriesFDs[t] && len(fds) > 0 {
 		return nil, fmt.Errorf("decode %s: carries %d unexpected fds", t, len(fds))
 	}
 	switch t {
@@ -259,6 +318,24 @@ func decode(b []byte, fds []int) (Message, error) {
 		a := Applied{Generation: binary.LittleEndian.Uint64(p)}
 		copy(a.SetHash[:], p[8:])
 		return a, nil
+	case TypeAlive, TypeReload:
+		if len(p) != 0 {
+			return nil, fmt.Errorf("decode %s: %d payload bytes, want none", t, len(p))
+		}
+		if t == TypeAlive {
+			return Alive{}, nil
+		}
+		return Reload{}, nil
+	case TypeEvent:
+		if len(p) < 9 || len(p) > 9+MaxEventText {
+			return nil, fmt.Errorf("decode event: %d payload bytes, want 9 to %d", len(p), 9+MaxEventText)
+		}
+		return Event{Kind: p[0], Ifindex: binary.LittleEndian.Uint32(p[1:]), Count: binary.LittleEndian.Uint32(p[5:]), Text: string(p[9:])}, nil
+	case TypeListener:
+		if len(p) != 0 || len(fds) != 1 {
+			return nil, fmt.Errorf("decode listener: %d payload bytes and %d fds, want none and 1", len(p), len(fds))
+		}
+		return Listener{FD: fds[0]}, nil
 	case TypeMaps:
 		names := strings.Split(string(p), "\x00")
 		if len(p) == 0 || len(names) != len(fds) {
@@ -277,12 +354,68 @@ func (c *Conn) Expect(ctx context.Context, t Type) (Message, error) {
 		return nil, err
 	}
 	if m.Type() != t {
-		if mm, ok := m.(Maps); ok {
-			for _, fd := range mm.FDs {
-				unix.Close(fd)
-			}
-		}
+		CloseFDs(m)
 		return nil, fmt.Errorf("unpermitted message %s, expected %s", m.Type(), t)
 	}
 	return m, nil
+}
+
+// CloseFDs closes the descriptors a message carries, for a message that is
+// refused.
+func CloseFDs(m Message) {
+	switch m := m.(type) {
+	case Maps:
+		for _, fd := range m.FDs {
+			unix.Close(fd)
+		}
+	case Listener:
+		unix.Close(m.FD)
+	}
+}
+
+// State is where the worker is in its conversation with the loader.
+type State uint8
+
+const (
+	StateGreeting State = iota // nothing received yet
+	StateApplying              // maps sent, no policy applied yet
+	StateRunning               // a policy is live
+)
+
+// Permitted is the loader's permit table: which message from the worker is
+// allowed in which state, and the state it leads to. A message not in the
+// row of the current state is a violation.
+var Permitted = map[State]map[Type]State{
+	StateGreeting: {TypeHello: StateApplying},
+	StateApplying: {TypeApplied: StateRunning},
+	StateRunning:  {TypeApplied: StateRunning, TypeAlive: StateRunning},
+}
+
+// Monitor checks the worker's messages against Permitted and the rules a
+// single message cannot show (the protocol version; generations that only
+// grow).
+type Monitor struct {
+	State      State
+	Generation uint64
+}
+
+// Accept advances the monitor with m, or says why m is a violation.
+func (mon *Monitor) Accept(m Message) error {
+	next, ok := Permitted[mon.State][m.Type()]
+	if !ok {
+		return fmt.Errorf("%s not permitted in state %d", m.Type(), mon.State)
+	}
+	switch m := m.(type) {
+	case Hello:
+		if m.Version != Version {
+			return fmt.Errorf("worker speaks protocol %d, loader %d: binary mismatch", m.Version, Version)
+		}
+	case Applied:
+		if m.Generation <= mon.Generation {
+			return fmt.Errorf("applied generation %d does not follow %d", m.Generation, mon.Generation)
+		}
+		mon.Generation = m.Generation
+	}
+	mon.State = next
+	return nil
 }

@@ -22,16 +22,13 @@
 package loader
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -40,7 +37,6 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/envflag"
-	"github.com/pci-segment/pci-segment/ipc"
 )
 
 // Config is the enforce command line.
@@ -58,13 +54,6 @@ type Config struct {
 	// --max-flows); a zero field takes bpf.DefaultSizes.
 	Sizes bpf.Sizes
 }
-
-// Timeouts for the worker's first messages.
-const (
-	helloTimeout   = 10 * time.Second
-	appliedTimeout = 2 * time.Minute
-	stopTimeout    = 5 * time.Second
-)
 
 // Enforce runs the loader until SIGTERM/SIGINT or the worker's exit.
 func Enforce(cfg Config, log hclog.Logger) error {
@@ -113,25 +102,20 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("find own executable to start the worker: %w", err)
 	}
-	conn, w, err := startWorker(exe, cfg, acct, &objs.DatapathMaps, log)
-	if err != nil {
+	sup := &supervisor{exe: exe, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, log: log}
+	if err := sup.start(); err != nil {
 		return err
 	}
-	defer conn.Close()
-	stopWorker := func() { w.stop(stopTimeout) }
-
-	// A policy the worker cannot apply ends here: nothing is attached or
-	// pinned yet.
-	applied, err := waitApplied(conn, w)
-	if err != nil {
-		stopWorker()
+	// A policy the first worker cannot apply ends here: nothing is
+	// attached or pinned yet.
+	if err := sup.awaitApplied(); err != nil {
+		sup.stop()
 		return err
 	}
-	log.Info("policy applied by worker", "generation", applied.Generation, "set_hash", fmt.Sprintf("%x", applied.SetHash))
 
 	links, err := attach(objs, ifaces)
 	if err != nil {
-		stopWorker()
+		sup.stop()
 		return err
 	}
 	if err := pinAll(cfg.PinDir, objs, links); err != nil {
@@ -139,27 +123,20 @@ func Enforce(cfg Config, log hclog.Logger) error {
 			l.link.Close()
 		}
 		removeIfEmpty(layoutDir(cfg.PinDir))
-		stopWorker()
+		sup.stop()
 		return err
 	}
 	names := make([]string, len(ifaces))
 	for i, f := range ifaces {
 		names[i] = f.name
 	}
-	log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", layoutDir(cfg.PinDir), "worker_pid", w.pid)
+	log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", layoutDir(cfg.PinDir), "worker_pid", sup.w.pid)
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case s := <-sigc:
-		log.Info("stopping; pinned links keep enforcing", "signal", s.String())
-		stopWorker()
-		return nil
-	case <-w.done:
-		// Enforcement stays pinned; without a worker nothing updates the
-		// policy or drains events, so the loader reports failure.
-		return fmt.Errorf("worker exited (%v); pinned links keep enforcing the last policy", w.err)
-	}
+	s := sup.run(sigc)
+	log.Info("stopping; pinned links keep enforcing", "signal", s.String())
+	return nil
 }
 
 // workerAccount applies the privilege overrides of the hardening guide.
@@ -216,85 +193,18 @@ func prepareDirs(cfg Config, acct account) error {
 	return nil
 }
 
-// startWorker spawns the worker and hands it the map fds.
-func startWorker(exe string, cfg Config, acct account, maps *bpf.DatapathMaps, log hclog.Logger) (*ipc.Conn, *worker, error) {
-	conn, end, err := ipc.Pair()
-	if err != nil {
-		return nil, nil, err
-	}
+// workerArgs is the worker's command line: what it needs to find its
+// input and output, never anything it could use against the loader.
+func workerArgs(cfg Config) []string {
 	args := []string{"--labels", cfg.Labels, "--audit-dir", cfg.AuditDir, "--state-dir", cfg.StateDir,
-		"--metrics-addr", cfg.MetricsAddr, "--log-level", cfg.LogLevel}
+		"--metrics-addr", cfg.MetricsAddr, "--log-level", cfg.LogLevel,
+		"--max-prefixes", strconv.Itoa(cfg.Sizes.Prefixes), "--max-port-entries", strconv.Itoa(cfg.Sizes.PortEntries),
+		"--max-flows", strconv.Itoa(cfg.Sizes.Flows)}
 	if cfg.AllowRoot {
 		args = append(args, "--allow-root")
 	}
-	args = append(args, sizeArgs(cfg.Sizes)...)
 	for _, p := range cfg.Policies {
 		args = append(args, "-f", p)
-	}
-	// Not os.Stderr itself: exec then copies through a pipe, so the worker
-	// never holds the loader's terminal.
-	w, err := spawnWorker(exe, args, workerEnv(), acct, end, struct{ io.Writer }{os.Stderr})
-	end.Close()
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	log.Info("worker started", "pid", w.pid, "user", acct.user, "group", acct.group)
-
-	fail := func(err error) (*ipc.Conn, *worker, error) {
-		w.proc.Kill()
-		<-w.done
-		conn.Close()
-		return nil, nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), helloTimeout)
-	defer cancel()
-	m, err := conn.Expect(ctx, ipc.TypeHello)
-	if err != nil {
-		return fail(fmt.Errorf("worker hello: %w", err))
-	}
-	if v := m.(ipc.Hello).Version; v != ipc.Version {
-		return fail(fmt.Errorf("worker speaks protocol %d, loader %d: binary mismatch", v, ipc.Version))
-	}
-	var fds []int
-	for _, name := range bpf.WorkerMaps {
-		mp, err := maps.ByName(name)
-		if err != nil {
-			return fail(err)
-		}
-		fd := mp.FD()
-		if bpf.WorkerReadOnly[name] {
-			// The datapath's evidence: the worker reads it, never
-			// resets it.
-			if fd, err = readOnlyFD(mp); err != nil {
-				return fail(err)
-			}
-			defer unix.Close(fd)
-		}
-		fds = append(fds, fd)
-	}
-	if err := conn.Send(ctx, ipc.Maps{Names: bpf.WorkerMaps, FDs: fds}); err != nil {
-		return fail(fmt.Errorf("hand maps to worker: %w", err))
-	}
-	return conn, w, nil
-}
-
-// sizeArgs tells the worker the map capacities, so that it checks the map
-// fds it receives against exactly those. A size equal to the default is
-// left out: the worker, the same binary, assumes the defaults.
-func sizeArgs(s bpf.Sizes) []string {
-	var args []string
-	for _, f := range []struct {
-		flag     string
-		v, deflt int
-	}{
-		{"--max-prefixes", s.Prefixes, bpf.DefaultSizes.Prefixes},
-		{"--max-port-entries", s.PortEntries, bpf.DefaultSizes.PortEntries},
-		{"--max-flows", s.Flows, bpf.DefaultSizes.Flows},
-	} {
-		if f.v != f.deflt {
-			args = append(args, f.flag, strconv.Itoa(f.v))
-		}
 	}
 	return args
 }
@@ -308,23 +218,6 @@ func workerEnv() []string {
 		}
 	}
 	return env
-}
-
-func waitApplied(conn *ipc.Conn, w *worker) (ipc.Applied, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), appliedTimeout)
-	defer cancel()
-	m, err := conn.Expect(ctx, ipc.TypeApplied)
-	if err != nil {
-		// The usual cause is a policy that failed validation: the
-		// worker printed why and exited.
-		select {
-		case <-w.done:
-			return ipc.Applied{}, fmt.Errorf("worker exited before applying a policy (%v); nothing was attached", w.err)
-		case <-time.After(stopTimeout):
-			return ipc.Applied{}, fmt.Errorf("waiting for the worker to apply the policy: %w", err)
-		}
-	}
-	return m.(ipc.Applied), nil
 }
 
 type attached struct {

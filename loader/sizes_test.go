@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"slices"
 	"strings"
 	"testing"
 
@@ -10,15 +9,14 @@ import (
 	"github.com/pci-segment/pci-segment/bpf"
 )
 
-func TestWorkerIsToldTheSizesThatDifferFromTheDefaults(t *testing.T) {
-	if got := sizeArgs(bpf.DefaultSizes); len(got) != 0 {
-		t.Errorf("defaults: %q, want no flags", got)
-	}
+func TestWorkerIsToldTheSizes(t *testing.T) {
 	s := bpf.DefaultSizes
 	s.Prefixes, s.Flows = 3, 1000
-	want := []string{"--max-prefixes", "3", "--max-flows", "1000"}
-	if got := sizeArgs(s); !slices.Equal(got, want) {
-		t.Errorf("sizeArgs(%+v) = %q, want %q", s, got, want)
+	got := strings.Join(workerArgs(Config{Sizes: s, Policies: []string{"/p"}}), " ")
+	for _, want := range []string{"--max-prefixes 3 ", "--max-port-entries 200000 ", "--max-flows 1000", "-f /p"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("worker args %q lack %q", got, want)
+		}
 	}
 }
 

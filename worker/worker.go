@@ -170,11 +170,18 @@ func Run(cfg Config, log hclog.Logger) error {
 		Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6], Ports: maps[bpf.DatapathMapPorts],
 		Selector: maps[bpf.DatapathMapSelector], Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
 	}
-	const generation = 1
+	// Generations only grow, across worker restarts too: the one in force
+	// is in the info map, and conntrack entries of older generations are
+	// judged again by the datapath.
+	var info bpf.DatapathInfoValue
+	if err := pm.Info.Lookup(uint32(0), &info); err != nil {
+		return fmt.Errorf("read the generation in force: %w", err)
+	}
+	generation := info.Generation + 1
 	if err := pm.Apply(compiled, generation, set.Hash); err != nil {
 		return fmt.Errorf("apply policy set: %w", err)
 	}
-	met.PolicyGeneration.Set(generation)
+	met.PolicyGeneration.Set(float64(generation))
 	files := make([]map[string]string, 0, len(set.Files))
 	for _, f := range set.Files {
 		files = append(files, map[string]string{"path": f.Path, "sha256": fmt.Sprintf("%x", f.SHA256)})
@@ -204,10 +211,8 @@ func Run(cfg Config, log hclog.Logger) error {
 	// The loader closes the channel when it goes; its death also kills us
 	// through the parent-death signal.
 	closed := make(chan error, 1)
-	go func() {
-		_, err := conn.Recv(context.Background())
-		closed <- err
-	}()
+	go func() { closed <- rec.fromLoader(conn) }()
+	go keepAlive(conn, log)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 	var result error
@@ -268,6 +273,55 @@ func checkDescriptors() error {
 		}
 	}
 	return nil
+}
+
+// aliveEvery is how often the worker tells the loader it still runs, well
+// inside the loader's silence limit.
+const aliveEvery = 10 * time.Second
+
+func keepAlive(conn *ipc.Conn, log hclog.Logger) {
+	for range time.Tick(aliveEvery) {
+		ctx, cancel := context.WithTimeout(context.Background(), aliveEvery)
+		err := conn.Send(ctx, ipc.Alive{})
+		cancel()
+		if err != nil {
+			log.Error("tell loader alive", "error", err)
+			return
+		}
+	}
+}
+
+// fromLoader handles the loader's messages until the channel fails or a
+// message is not one the worker accepts.
+func (r *recorder) fromLoader(conn *ipc.Conn) error {
+	for {
+		m, err := conn.Recv(context.Background())
+		if err != nil {
+			return err
+		}
+		switch m := m.(type) {
+		case ipc.Event:
+			r.write(loaderEvent(m))
+		default:
+			ipc.CloseFDs(m)
+			return fmt.Errorf("unexpected %s from loader", m.Type())
+		}
+	}
+}
+
+func loaderEvent(e ipc.Event) audit.Record {
+	rec := audit.Record{Who: "pci-segment loader", Outcome: "success",
+		Details: map[string]any{"count": e.Count, "ifindex": e.Ifindex, "text": e.Text}}
+	switch e.Kind {
+	case ipc.EventWorkerRestarted:
+		rec.Type, rec.Resource = audit.TypeWorkerRestarted, "worker"
+	case ipc.EventLinkAttached, ipc.EventLinkDetached:
+		rec.Type, rec.Resource = audit.TypeLinkChanged, e.Text
+	default:
+		rec.Type = "loader_event"
+		rec.Details["kind"] = e.Kind
+	}
+	return rec
 }
 
 func who() string { return fmt.Sprintf("pci-segment worker uid=%d pid=%d", os.Getuid(), os.Getpid()) }

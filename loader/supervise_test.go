@@ -1,0 +1,208 @@
+package loader
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/testenv"
+)
+
+// The test binary doubles as a fake worker (PCI_SEGMENT_TEST_FAKE_WORKER
+// set) that breaks the protocol once: the first incarnation misbehaves as
+// its --labels argument says and leaves a marker in its --audit-dir; later
+// ones find the marker and behave.
+const fakeWorkerEnv = "PCI_SEGMENT_TEST_FAKE_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeWorkerEnv) != "" {
+		os.Exit(fakeWorker(argAfter("--labels"), filepath.Join(argAfter("--audit-dir"), "misbehaved")))
+	}
+	os.Exit(m.Run())
+}
+
+func argAfter(flag string) string {
+	for i, a := range os.Args[:len(os.Args)-1] {
+		if a == flag {
+			return os.Args[i+1]
+		}
+	}
+	return ""
+}
+
+func header(t ipc.Type, n int) []byte {
+	b := binary.LittleEndian.AppendUint16(nil, uint16(t))
+	return binary.LittleEndian.AppendUint16(b, uint16(n))
+}
+
+// misbehaviours are what a compromised worker might send once it runs.
+var misbehaviours = map[string]func(fd int) error{
+	"unknown type": func(fd int) error { return unix.Sendmsg(fd, header(99, 0), nil, nil, 0) },
+	"oversized":    func(fd int) error { return unix.Sendmsg(fd, append(header(ipc.TypeAlive, 0), make([]byte, 8000)...), nil, nil, 0) },
+	"truncated":    func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) },
+	"out of state": func(fd int) error {
+		// Maps travels the other way.
+		return unix.Sendmsg(fd, append(header(ipc.TypeMaps, 5), "addr4"...), unix.UnixRights(0), nil, 0)
+	},
+	"repeated hello": func(fd int) error {
+		return unix.Sendmsg(fd, binary.LittleEndian.AppendUint32(header(ipc.TypeHello, 4), ipc.Version), nil, nil, 0)
+	},
+	"extra fds": func(fd int) error { return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), unix.UnixRights(0), nil, 0) },
+	"stale generation": func(fd int) error {
+		b := binary.LittleEndian.AppendUint64(header(ipc.TypeApplied, 40), 1)
+		return unix.Sendmsg(fd, append(b, make([]byte, 32)...), nil, nil, 0)
+	},
+}
+
+func fakeWorker(mode, marker string) int {
+	conn, err := ipc.FromFD(3)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx := context.Background()
+	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version}); err != nil {
+		return 1
+	}
+	m, err := conn.Expect(ctx, ipc.TypeMaps)
+	if err != nil {
+		return 1
+	}
+	ipc.CloseFDs(m)
+	gen := uint64(1)
+	if _, err := os.Stat(marker); err == nil {
+		gen = uint64(time.Now().UnixNano())
+	}
+	if err := conn.Send(ctx, ipc.Applied{Generation: gen}); err != nil {
+		return 1
+	}
+	if gen == 1 {
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "marker:", err)
+		}
+		if err := misbehaviours[mode](IPCFDForTest); err != nil {
+			fmt.Fprintln(os.Stderr, "misbehave:", err)
+		}
+	}
+	// Stay until the loader ends this process.
+	select {}
+}
+
+// IPCFDForTest is the worker's end of the channel.
+const IPCFDForTest = 3
+
+// syncBuffer is a log sink the test reads while the supervisor writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// executableCopy puts the test binary where another user can run it.
+func executableCopy(t *testing.T) string {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	exe := filepath.Join(dir, "pci-segment")
+	dst, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+	return exe
+}
+
+func TestProtocolViolationsRestartTheWorker(t *testing.T) {
+	testenv.RequireRoot(t)
+	exe := executableCopy(t)
+	t.Setenv(fakeWorkerEnv, "1")
+	for mode := range misbehaviours {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			objs, err := bpf.LoadWithSizes(bpf.DefaultSizes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer objs.Close()
+			// The fake worker, as nobody, leaves its marker here.
+			dir := t.TempDir()
+			for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+				os.Chmod(d, 0o777)
+			}
+			out := &syncBuffer{}
+			sup := &supervisor{
+				exe:  exe,
+				cfg:  Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
+				acct: account{user: "nobody", group: "nogroup", uid: 65534, gid: 65534},
+				maps: &objs.DatapathMaps,
+				log:  hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
+			}
+			if err := sup.start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := sup.awaitApplied(); err != nil {
+				t.Fatal(err)
+			}
+			sigc := make(chan os.Signal, 1)
+			done := make(chan os.Signal)
+			go func() { done <- sup.run(sigc) }()
+			deadline := time.Now().Add(20 * time.Second)
+			for strings.Count(out.String(), "policy applied by worker") < 2 {
+				if time.Now().After(deadline) {
+					sigc <- syscall.SIGTERM
+					<-done
+					t.Fatalf("no replacement worker applied a policy:\n%s", out)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			sigc <- syscall.SIGTERM
+			if sig := <-done; sig != syscall.SIGTERM {
+				t.Errorf("run returned %v", sig)
+			}
+			log := out.String()
+			for _, want := range []string{"worker replaced", "protocol violation", "restarts=1"} {
+				if !strings.Contains(log, want) {
+					t.Errorf("log lacks %q:\n%s", want, log)
+				}
+			}
+		})
+	}
+}
