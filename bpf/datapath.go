@@ -236,6 +236,24 @@ func (m *DatapathMaps) All() map[string]*ebpf.Map {
 	}
 }
 
+// Set assigns every map from byName, which must hold exactly the datapath's.
+func (m *DatapathMaps) Set(byName map[string]*ebpf.Map) error {
+	for name, p := range map[string]**ebpf.Map{
+		DatapathMapAddr4: &m.Addr4, DatapathMapAddr6: &m.Addr6, DatapathMapPorts: &m.Ports,
+		DatapathMapSelector: &m.Selector, DatapathMapHalves: &m.Halves, DatapathMapInfo: &m.Info,
+		DatapathMapConntrack: &m.Conntrack, DatapathMapFrags: &m.Frags, DatapathMapCounters: &m.Counters,
+		DatapathMapEvents: &m.Events,
+	} {
+		if *p = byName[name]; *p == nil {
+			return fmt.Errorf("datapath map %q missing", name)
+		}
+	}
+	if len(byName) != len(m.All()) {
+		return fmt.Errorf("%d maps given, the datapath has %d", len(byName), len(m.All()))
+	}
+	return nil
+}
+
 // ByName returns the map of objs with the given name.
 func (m *DatapathMaps) ByName(name string) (*ebpf.Map, error) {
 	if mp := m.All()[name]; mp != nil {

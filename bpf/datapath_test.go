@@ -309,14 +309,15 @@ spec:
   ingress: []
   egress: []
 `, "")
-	icmp6 := func(typ byte, hopByHop bool, hopLimit byte) []byte {
+	linkLocal := netip.MustParseAddr("fe80::1")
+	icmp6From := func(src netip.Addr, typ byte, hopByHop bool, hopLimit byte) []byte {
 		b := make([]byte, 14+40, 128)
 		b[12], b[13] = 0x86, 0xdd
 		ip := b[14:]
 		ip[0] = 0x60
 		ip[6] = 58
 		ip[7] = hopLimit
-		copy(ip[8:], host6.AsSlice())
+		copy(ip[8:], src.AsSlice())
 		copy(ip[24:], netip.MustParseAddr("ff02::16").AsSlice())
 		if hopByHop {
 			ip[6] = 0
@@ -326,6 +327,13 @@ spec:
 		b = append(b, typ, 0, 0, 0, 0, 0, 0, 0)
 		binary.BigEndian.PutUint16(b[14+4:], uint16(len(b)-14-40))
 		return b
+	}
+	icmp6 := func(typ byte, hopByHop bool, hopLimit byte) []byte {
+		src := host6
+		if typ == 143 || (typ >= 130 && typ <= 132) {
+			src = linkLocal
+		}
+		return icmp6From(src, typ, hopByHop, hopLimit)
 	}
 	for _, tc := range []struct {
 		name string
@@ -341,6 +349,8 @@ spec:
 		// they could only be a way past the policy to a distant host.
 		{"neighbour solicitation with hop limit 64", icmp6(135, false, 64), verdictDrop},
 		{"MLDv2 report with hop limit 64", icmp6(143, true, 64), verdictDrop},
+		{"MLDv2 report from a global address", icmp6From(host6, 143, true, 1), verdictDrop},
+		{"fragmented neighbour solicitation", Packet{Src: host6, Dst: netip.MustParseAddr("ff02::1:ff00:2"), Proto: 58, ICMPType: 135, Frag: FirstFrag, FragID: 1}.Frame(), verdictDrop},
 	} {
 		for _, prog := range []*ebpf.Program{objs.PciIngress, objs.PciEgress} {
 			ret, err := prog.Run(&ebpf.RunOptions{Data: tc.data})
@@ -948,4 +958,69 @@ func TestObjectIsSizedForTheDefaults(t *testing.T) {
 			t.Errorf("%s: %d entries in the object, DefaultSizes gives %d", name, got, want)
 		}
 	}
+}
+
+func TestSourceRoutedPacketsAreDropped(t *testing.T) {
+	objs := datapath(t, `apiVersion: pci-segment/v1
+kind: NetworkPolicy
+metadata: {name: egress-443}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+    - to: [{ipBlock: {cidr: 10.9.0.0/16}}, {ipBlock: {cidr: "2001:db8:9::/48"}}]
+      ports: [{protocol: TCP, port: 443}]
+`, "")
+	v6 := Packet{Src: host6, Dst: netip.MustParseAddr("2001:db8:9::1"), Proto: tcp, Sport: 40000, Dport: 443}
+	// A routing header (type 4, segments left 1) behind the fixed header.
+	routed6 := v6.Frame()
+	routed6 = append(routed6[:14+40], append([]byte{6, 0, 4, 1, 0, 0, 0, 0}, routed6[14+40:]...)...)
+	routed6[14+6] = 43
+	binary.BigEndian.PutUint16(routed6[14+4:], binary.BigEndian.Uint16(routed6[14+4:])+8)
+
+	v4 := out("10.9.0.1", tcp, 443)
+	lsrr := v4.Frame()
+	// ihl 6: one 4-byte option word holding LSRR (type 0x83, length 3) and
+	// end of options; the transport header follows.
+	lsrr = append(lsrr[:14+20], append([]byte{0x83, 3, 4, 0}, lsrr[14+20:]...)...)
+	lsrr[14] = 0x46
+	binary.BigEndian.PutUint16(lsrr[14+2:], binary.BigEndian.Uint16(lsrr[14+2:])+4)
+	nop := append([]byte(nil), lsrr...)
+	nop[14+20], nop[14+21], nop[14+22] = 1, 1, 1 // no-op options only
+
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want uint32
+	}{
+		{"IPv6 to an allowed peer", v6.Frame(), verdictNext},
+		{"IPv6 with a routing header with segments left", routed6, verdictDrop},
+		{"IPv4 to an allowed peer", v4.Frame(), verdictNext},
+		{"IPv4 with loose source routing", lsrr, verdictDrop},
+		{"IPv4 with no-op options", nop, verdictNext},
+	} {
+		ret, err := objs.PciEgress.Run(&ebpf.RunOptions{Data: tc.data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ret != tc.want {
+			t.Errorf("%s: verdict %#x, want %#x", tc.name, ret, tc.want)
+		}
+	}
+}
+
+func TestUnsolicitedEchoReplyOpensNothing(t *testing.T) {
+	objs := datapath(t, `apiVersion: pci-segment/v1
+kind: NetworkPolicy
+metadata: {name: egress-only}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress: []
+`, "")
+	peer := netip.MustParseAddr("198.51.100.77")
+	checkVerdicts(t, objs, []verdictCase{
+		{"inbound echo reply (ingress not governed)", false, Packet{Src: peer, Dst: host4, Proto: 1, ICMPType: 0, EchoID: 77}, true},
+		{"outbound echo request with that id stays denied", true, Packet{Src: host4, Dst: peer, Proto: 1, ICMPType: 8, EchoID: 77}, false},
+	})
 }

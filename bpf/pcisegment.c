@@ -362,6 +362,35 @@ static __always_inline void parse_quote(struct __sk_buff *skb, struct packet *p,
 	p->icmp_quote = 1;
 }
 
+// ipv4_source_routed reports whether the options of an IPv4 header with
+// ihl > 5 hold loose or strict source routing (or cannot be read).
+static __always_inline int ipv4_source_routed(struct __sk_buff *skb, __u32 off, __u32 ihl)
+{
+	__u32 optend = (ihl - 5) * 4, skip = 0;
+	__u8 o[2];
+
+	for (__u32 i = 0; i < 40; i++) {
+		if (i >= optend)
+			break;
+		if (skip) {
+			skip--;
+			continue;
+		}
+		if (bpf_skb_load_bytes(skb, off + 20 + i, o, 1))
+			return 1;
+		if (o[0] == 0) // end of options
+			break;
+		if (o[0] == 1) // no-op
+			continue;
+		if (o[0] == 0x83 || o[0] == 0x89) // LSRR, SSRR
+			return 1;
+		if (bpf_skb_load_bytes(skb, off + 20 + i + 1, &o[1], 1) || o[1] < 2)
+			return 1;
+		skip = o[1] - 1;
+	}
+	return 0;
+}
+
 static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p)
 {
 	struct ethhdr eth;
@@ -394,13 +423,23 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 
 		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
 			return PARSED_MALFORMED;
-		if (ip.version != 4 || ip.ihl < 5 || bpf_ntohs(ip.tot_len) < ip.ihl * 4)
+		if (ip.version != 4 || ip.ihl < 5)
+			return PARSED_MALFORMED;
+		end = off + bpf_ntohs(ip.tot_len);
+		// BIG TCP: a GSO packet over 64 KiB carries length 0.
+		if (ip.tot_len == 0 && skb->gso_size)
+			end = skb->len;
+		else if (bpf_ntohs(ip.tot_len) < ip.ihl * 4)
 			return PARSED_MALFORMED;
 		p->family = FAMILY_IPV4;
 		p->proto = ip.protocol;
 		__builtin_memcpy(p->saddr, &ip.saddr, 4);
 		__builtin_memcpy(p->daddr, &ip.daddr, 4);
-		end = off + bpf_ntohs(ip.tot_len);
+		if (ip.ihl > 5 && ipv4_source_routed(skb, off, ip.ihl)) {
+			// The destination is only the first waypoint.
+			p->bad_ext = 1;
+			return PARSED_IP;
+		}
 		frag = bpf_ntohs(ip.frag_off);
 		if (frag & 0x1fff) {
 			p->frag = FRAG_LATER;
@@ -430,6 +469,8 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
 		l4off = off + sizeof(ip6);
 		end = l4off + bpf_ntohs(ip6.payload_len);
+		if (ip6.payload_len == 0 && skb->gso_size) // BIG TCP, as above
+			end = skb->len;
 
 		// Walk the extension headers to the upper-layer header.
 #pragma unroll
@@ -440,8 +481,15 @@ static __always_inline enum parsed parse(struct __sk_buff *skb, struct packet *p
 			case 0:  // hop-by-hop options
 			case 43: // routing
 			case 60: // destination options
-				if (bpf_skb_load_bytes(skb, l4off, h, 2))
+				if (bpf_skb_load_bytes(skb, l4off, h, 4))
 					return PARSED_MALFORMED;
+				// A routing header with segments left sends the
+				// packet on past its destination: judged on the
+				// first waypoint, it would slip past the policy.
+				if (p->proto == 43 && h[3]) {
+					p->bad_ext = 1;
+					return PARSED_IP;
+				}
 				p->proto = h[0];
 				l4off += (h[1] + 1) * 8;
 				continue;
@@ -731,18 +779,25 @@ static __always_inline enum ct_result ct_check(const struct packet *p, __u8 dir,
 // without: router and neighbour solicitation/advertisement and redirect
 // (133-137), and multicast listener query/report/done (130-132, 143).
 // RFC 4861 and 3810 make receivers ignore these unless the hop limit is
-// 255 (neighbour discovery) or 1 (listener discovery); requiring it here
-// keeps them from being a way around the policy to a distant address.
+// 255 (neighbour discovery) or 1 (listener discovery), and RFC 6980
+// forbids fragmenting them; requiring both keeps them from carrying much
+// past the policy. Known gap: a sender may still set hop limit 255 on a
+// neighbour solicitation to a distant global address, which a router
+// forwards; confining these to on-link destinations (bpf_fib_lookup)
+// would close it. Addresses alone cannot: unicast solicitations and
+// advertisements between global on-link addresses are normal.
 static __always_inline int is_neighbour_discovery(const struct packet *p)
 {
-	if (p->family != FAMILY_IPV6 || p->proto != IPPROTO_ICMPV6_)
+	if (p->family != FAMILY_IPV6 || p->proto != IPPROTO_ICMPV6_ || p->frag != FRAG_NONE)
 		return 0;
 	switch (p->icmp_type) {
 	case 133 ... 137:
 		return p->hop_limit == 255;
 	case 130 ... 132:
 	case 143:
-		return p->hop_limit == 1;
+		// Listener discovery is sent from a link-local address
+		// (RFC 3810), which a distant sender cannot use.
+		return p->hop_limit == 1 && p->saddr[0] == 0xfe && (p->saddr[1] & 0xc0) == 0x80;
 	}
 	return 0;
 }
@@ -780,7 +835,7 @@ static __always_inline int addr_equal(const __u8 *a, const __u8 *b)
 
 // ct_quoted reports whether an ICMP error quotes a packet of a tracked flow
 // that travelled the other way.
-static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 now)
+static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 generation, __u64 now)
 {
 	struct ct_key k = {
 		.family = p->family,
@@ -797,7 +852,10 @@ static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 now
 	if (!addr_equal(p->daddr, p->q_saddr))
 		return 0;
 	v = bpf_map_lookup_elem(&conntrack, &k);
-	return v && v->dir == (dir ^ 1) && now - v->last_seen_ns <= ct_timeout(p->q_proto);
+	// A flow admitted by an older policy vouches for nothing until its
+	// own next packet has been judged again.
+	return v && v->dir == (dir ^ 1) && v->generation == generation &&
+	       now - v->last_seen_ns <= ct_timeout(p->q_proto);
 }
 
 // pass lets an allowed packet through, remembering what later packets need:
@@ -807,7 +865,8 @@ static __always_inline int pass(struct __sk_buff *skb, __u8 dir, const struct pa
 {
 	if (check_mode)
 		return TCX_NEXT;
-	if (new_flow && p->has_ports)
+	// An echo reply opens nothing: its reversed key is a request.
+	if (new_flow && p->has_ports && p->echo != 2)
 		ct_create(p, dir, hc->generation, now);
 	if (p->frag == FRAG_FIRST) {
 		struct frag_key k = {};
@@ -863,7 +922,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 
 	if (!check_mode) {
-		if (p.icmp_quote && ct_quoted(&p, dir, now))
+		if (p.icmp_quote && ct_quoted(&p, dir, hc->generation, now))
 			return pass(skb, dir, &p, hc, 0, now);
 		if (p.has_ports) {
 			switch (ct_check(&p, dir, half, hc, now)) {
