@@ -486,3 +486,38 @@ func TestKilledWorkerIsReplacedWithoutAGap(t *testing.T) {
 		}
 	}
 }
+
+func TestLoaderKeepsOnlyTheCapabilitiesItStillNeeds(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+	loaderPID, _ := e.pids(t)
+	want := privilege.CapMask(privilege.CapBPF, privilege.CapNetAdmin, privilege.CapSetuid,
+		privilege.CapSetgid, privilege.CapSetpcap, privilege.CapKill)
+	threads, err := privilege.ReadThreads(loaderPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spawners := 0
+	for _, th := range threads {
+		bnd := want
+		if th.NoNewPrivs {
+			// The thread that started the worker emptied its own
+			// bounding set for it, and waits for it.
+			spawners++
+			bnd = 0
+		}
+		for name, c := range map[string][2]uint64{"CapEff": {th.CapEff, want}, "CapPrm": {th.CapPrm, want}, "CapBnd": {th.CapBnd, bnd}} {
+			if c[0] != c[1] {
+				t.Errorf("loader thread %d %s = %v, want %v", th.TID, name, privilege.CapNames(c[0]), privilege.CapNames(c[1]))
+			}
+		}
+		if th.CapInh != 0 || th.CapAmb != 0 {
+			t.Errorf("loader thread %d: CapInh %#x CapAmb %#x, want 0", th.TID, th.CapInh, th.CapAmb)
+		}
+	}
+	if spawners != 1 {
+		t.Errorf("%d loader threads with NoNewPrivs, want the one that started the worker", spawners)
+	}
+}

@@ -6,19 +6,29 @@
 //  1. refuses to start without root and the capabilities it uses, on a
 //     kernel without tcx, without the service account, or over pins that
 //     another instance left;
-//  2. creates the maps, sized once and for all by --max-prefixes,
-//     --max-port-entries and --max-flows, and loads the programs (package
-//     bpf);
-//  3. starts the worker (`pci-segment worker`) as the service account with
-//     no capabilities and NoNewPrivs, tells it the map sizes on its command
-//     line, and hands it the map fds over a socketpair;
-//  4. waits for the worker's "policy applied", then attaches the programs at
-//     the head of each interface's tcx chain and pins links and maps, so
-//     that enforcement outlives both processes (fail closed);
-//  5. waits for a signal or the worker's exit.
+//  2. gives the service account its audit directory, creates the maps
+//     (sized once and for all by --max-prefixes, --max-port-entries and
+//     --max-flows) and loads the programs (package bpf);
+//  3. re-executes itself keeping only the capabilities it still needs
+//     (reduce.go: BPF and NET_ADMIN to attach, SETUID, SETGID and SETPCAP
+//     to start a worker with nothing, KILL to stop one), the loaded objects
+//     passed on as descriptors;
+//  4. starts the worker (`pci-segment worker`) as the service account with
+//     no capabilities and NoNewPrivs, in a session of its own, and hands it
+//     the map fds over a socketpair;
+//  5. once the worker reports a policy applied, attaches the programs at the
+//     head of each interface's tcx chain and pins links and maps, so that
+//     enforcement outlives both processes (fail closed);
+//  6. supervises (supervise.go): checks every message from the worker
+//     against ipc's permit table and replaces a worker that exits, breaks
+//     the protocol or falls silent, with backoff.
 //
 // It never parses YAML, serves HTTP or writes the audit log; its inputs are
 // its command line and the worker's messages, each typed and checked.
+//
+// Known gap: the loader has no seccomp filter of its own yet; one built
+// from the sandbox tables (allowing what spawning, attaching and pinning
+// use) would close it.
 package loader
 
 import (
@@ -61,6 +71,16 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := cfg.Sizes.Validate(); err != nil {
 		return err
 	}
+	if spec := os.Getenv(objectsEnv); spec != "" {
+		// Re-executed by reduce: the objects are loaded, the
+		// capabilities cut to keptCaps.
+		objs, readOnly, err := adopt(spec, cfg.Sizes)
+		if err != nil {
+			return err
+		}
+		defer objs.Close()
+		return run(cfg, log, objs, readOnly)
+	}
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
@@ -76,8 +96,7 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ifaces, err := resolveInterfaces(cfg.Interfaces)
-	if err != nil {
+	if _, err := resolveInterfaces(cfg.Interfaces); err != nil {
 		return err
 	}
 	if err := checkBPFFS(cfg.PinDir); err != nil {
@@ -89,7 +108,6 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := prepareDirs(cfg, acct); err != nil {
 		return err
 	}
-
 	// The maps get their capacities here, once: a policy set that does
 	// not fit them is refused by the worker, naming the flag to raise.
 	objs, err := bpf.LoadWithSizes(cfg.Sizes)
@@ -97,12 +115,26 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		return err
 	}
 	defer objs.Close()
+	return reduce(objs)
+}
 
+// run is the loader after reduce: start the worker, attach once it has
+// applied a policy, then supervise.
+func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[string]*ebpf.Map) error {
+	// Checked and logged before the re-exec; looked up again here.
+	acct, err := workerAccount(cfg, hclog.NewNullLogger())
+	if err != nil {
+		return err
+	}
+	ifaces, err := resolveInterfaces(cfg.Interfaces)
+	if err != nil {
+		return err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable to start the worker: %w", err)
 	}
-	sup := &supervisor{exe: exe, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, log: log}
+	sup := &supervisor{exe: exe, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, log: log}
 	if err := sup.start(); err != nil {
 		return err
 	}

@@ -7,8 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
@@ -37,7 +37,10 @@ type supervisor struct {
 	cfg  Config
 	acct account
 	maps *bpf.DatapathMaps
-	log  hclog.Logger
+	// readOnly holds read-only descriptors of the maps in
+	// bpf.WorkerReadOnly, opened before the capabilities were cut.
+	readOnly map[string]*ebpf.Map
+	log      hclog.Logger
 
 	w        *worker
 	conn     *ipc.Conn
@@ -81,12 +84,11 @@ func (s *supervisor) start() error {
 		s.stop()
 		return fmt.Errorf("worker greeting: %w", err)
 	}
-	fds, closeFDs, err := s.mapFDs()
+	fds, err := s.mapFDs()
 	if err != nil {
 		s.stop()
 		return err
 	}
-	defer closeFDs()
 	if err := conn.Send(ctx, ipc.Maps{Names: bpf.WorkerMaps, FDs: fds}); err != nil {
 		s.stop()
 		return fmt.Errorf("hand maps to worker: %w", err)
@@ -120,30 +122,21 @@ func (s *supervisor) start() error {
 
 // mapFDs lists the descriptors the worker gets; the evidence (counters)
 // read-only, so that it can report but never reset it.
-func (s *supervisor) mapFDs() ([]int, func(), error) {
-	var fds, owned []int
-	release := func() {
-		for _, fd := range owned {
-			unix.Close(fd)
-		}
-	}
+func (s *supervisor) mapFDs() ([]int, error) {
+	var fds []int
 	for _, name := range bpf.WorkerMaps {
 		m, err := s.maps.ByName(name)
-		if err != nil {
-			release()
-			return nil, nil, err
-		}
-		fd := m.FD()
 		if bpf.WorkerReadOnly[name] {
-			if fd, err = readOnlyFD(m); err != nil {
-				release()
-				return nil, nil, err
+			if m = s.readOnly[name]; m == nil {
+				err = fmt.Errorf("no read-only descriptor of map %s", name)
 			}
-			owned = append(owned, fd)
 		}
-		fds = append(fds, fd)
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, m.FD())
 	}
-	return fds, release, nil
+	return fds, nil
 }
 
 // awaitApplied waits for the worker's first Applied.

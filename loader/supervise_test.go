@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
@@ -52,8 +53,10 @@ func header(t ipc.Type, n int) []byte {
 // misbehaviours are what a compromised worker might send once it runs.
 var misbehaviours = map[string]func(fd int) error{
 	"unknown type": func(fd int) error { return unix.Sendmsg(fd, header(99, 0), nil, nil, 0) },
-	"oversized":    func(fd int) error { return unix.Sendmsg(fd, append(header(ipc.TypeAlive, 0), make([]byte, 8000)...), nil, nil, 0) },
-	"truncated":    func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) },
+	"oversized": func(fd int) error {
+		return unix.Sendmsg(fd, append(header(ipc.TypeAlive, 0), make([]byte, 8000)...), nil, nil, 0)
+	},
+	"truncated": func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) },
 	"out of state": func(fd int) error {
 		// Maps travels the other way.
 		return unix.Sendmsg(fd, append(header(ipc.TypeMaps, 5), "addr4"...), unix.UnixRights(0), nil, 0)
@@ -162,6 +165,15 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer objs.Close()
+			roFD, err := readOnlyFD(objs.Counters)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ro, err := ebpf.NewMapFromFD(roFD)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ro.Close()
 			// The fake worker, as nobody, leaves its marker here.
 			dir := t.TempDir()
 			for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
@@ -169,11 +181,12 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 			}
 			out := &syncBuffer{}
 			sup := &supervisor{
-				exe:  exe,
-				cfg:  Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
-				acct: account{user: "nobody", group: "nogroup", uid: 65534, gid: 65534},
-				maps: &objs.DatapathMaps,
-				log:  hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
+				exe:      exe,
+				cfg:      Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
+				acct:     account{user: "nobody", group: "nogroup", uid: 65534, gid: 65534},
+				maps:     &objs.DatapathMaps,
+				readOnly: map[string]*ebpf.Map{bpf.DatapathMapCounters: ro},
+				log:      hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
 			}
 			if err := sup.start(); err != nil {
 				t.Fatal(err)
