@@ -47,6 +47,8 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/envflag"
+	"github.com/pci-segment/pci-segment/netif"
+	"github.com/pci-segment/pci-segment/pins"
 )
 
 // Config is the enforce command line.
@@ -96,13 +98,13 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if _, err := resolveInterfaces(cfg.Interfaces); err != nil {
+	if _, err := netif.Resolve(cfg.Interfaces); err != nil {
 		return err
 	}
-	if err := checkBPFFS(cfg.PinDir); err != nil {
+	if err := pins.CheckFS(cfg.PinDir); err != nil {
 		return err
 	}
-	if err := refuseExistingPins(cfg.PinDir); err != nil {
+	if err := pins.RefuseExisting(cfg.PinDir); err != nil {
 		return err
 	}
 	if err := prepareDirs(cfg, acct); err != nil {
@@ -126,7 +128,7 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 	if err != nil {
 		return err
 	}
-	ifaces, err := resolveInterfaces(cfg.Interfaces)
+	ifaces, err := netif.Resolve(cfg.Interfaces)
 	if err != nil {
 		return err
 	}
@@ -154,15 +156,15 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 		for _, l := range links {
 			l.link.Close()
 		}
-		removeIfEmpty(layoutDir(cfg.PinDir))
+		pins.RemoveIfEmpty(pins.LayoutDir(cfg.PinDir))
 		sup.stop()
 		return err
 	}
 	names := make([]string, len(ifaces))
 	for i, f := range ifaces {
-		names[i] = f.name
+		names[i] = f.Name
 	}
-	log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", layoutDir(cfg.PinDir), "worker_pid", sup.w.pid)
+	log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", pins.LayoutDir(cfg.PinDir), "worker_pid", sup.w.pid)
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
@@ -225,6 +227,9 @@ func prepareDirs(cfg Config, acct account) error {
 	return nil
 }
 
+// DefaultPinDir is pins.DefaultDir, for callers that know the loader.
+const DefaultPinDir = pins.DefaultDir
+
 // workerArgs is the worker's command line: what it needs to find its
 // input and output, never anything it could use against the loader.
 func workerArgs(cfg Config) []string {
@@ -258,7 +263,7 @@ type attached struct {
 }
 
 // attach puts both programs at the head of each interface's tcx chain.
-func attach(objs *bpf.DatapathObjects, ifaces []iface) ([]attached, error) {
+func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) ([]attached, error) {
 	var out []attached
 	for _, f := range ifaces {
 		for _, a := range []struct {
@@ -270,7 +275,7 @@ func attach(objs *bpf.DatapathObjects, ifaces []iface) ([]attached, error) {
 			{objs.PciEgress, ebpf.AttachTCXEgress, "egress"},
 		} {
 			l, err := link.AttachTCX(link.TCXOptions{
-				Interface: f.index,
+				Interface: f.Index,
 				Program:   a.prog,
 				Attach:    a.typ,
 				Anchor:    link.Head(),
@@ -279,9 +284,9 @@ func attach(objs *bpf.DatapathObjects, ifaces []iface) ([]attached, error) {
 				for _, done := range out {
 					done.link.Close()
 				}
-				return nil, fmt.Errorf("attach %s program to %s: %w", a.dir, f.name, err)
+				return nil, fmt.Errorf("attach %s program to %s: %w", a.dir, f.Name, err)
 			}
-			out = append(out, attached{link: l, pin: linkPinName(f.index, a.dir)})
+			out = append(out, attached{link: l, pin: pins.LinkName(f.Index, a.dir)})
 		}
 	}
 	return out, nil
@@ -290,7 +295,7 @@ func attach(objs *bpf.DatapathObjects, ifaces []iface) ([]attached, error) {
 // pinAll pins maps, then links, under the layout directory. Links go last:
 // once a link is pinned it enforces on its own.
 func pinAll(pinDir string, objs *bpf.DatapathObjects, links []attached) error {
-	dir := layoutDir(pinDir)
+	dir := pins.LayoutDir(pinDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create pin directory (is bpffs mounted at /sys/fs/bpf?): %w", err)
 	}

@@ -1,11 +1,13 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -149,4 +151,25 @@ func adopt(spec string, sizes bpf.Sizes) (*bpf.DatapathObjects, map[string]*ebpf
 		return nil, nil, fmt.Errorf("%s: programs or read-only maps missing", objectsEnv)
 	}
 	return objs, readOnly, nil
+}
+
+// readOnlyFD opens a second, read-only descriptor of m
+// (BPF_MAP_GET_FD_BY_ID with BPF_F_RDONLY), which cilium/ebpf does not
+// offer for maps that are not pinned yet.
+func readOnlyFD(m *ebpf.Map) (int, error) {
+	info, err := m.Info()
+	if err != nil {
+		return -1, fmt.Errorf("read map info: %w", err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		return -1, errors.New("kernel did not report a map id")
+	}
+	attr := struct{ id, nextID, openFlags uint32 }{id: uint32(id), openFlags: unix.BPF_F_RDONLY}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	if errno != 0 {
+		return -1, fmt.Errorf("open read-only descriptor of map %d: %w", id, errno)
+	}
+	unix.CloseOnExec(int(fd))
+	return int(fd), nil
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/pci-segment/pci-segment/bpf"
-	"github.com/pci-segment/pci-segment/loader"
+	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/testenv"
 )
@@ -44,7 +44,7 @@ func runCheck(t *testing.T, c checkCmd) (code int, stdout, stderr string) {
 		c.Output = "text"
 	}
 	if c.PinDir == "" {
-		c.PinDir = loader.DefaultPinDir
+		c.PinDir = pins.DefaultDir
 	}
 	var out, errb bytes.Buffer
 	code = c.run(&out, &errb)
@@ -347,7 +347,7 @@ func TestCheckCommandLine(t *testing.T) {
 
 func TestCheckPinDirDefaultIsTheLoaders(t *testing.T) {
 	f, _ := reflect.TypeFor[checkCmd]().FieldByName("PinDir")
-	if got := f.Tag.Get("default"); got != loader.DefaultPinDir {
-		t.Errorf("check --pin-dir defaults to %q, enforce pins to %q", got, loader.DefaultPinDir)
+	if got := f.Tag.Get("default"); got != pins.DefaultDir {
+		t.Errorf("check --pin-dir defaults to %q, enforce pins to %q", got, pins.DefaultDir)
 	}
 }

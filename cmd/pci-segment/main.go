@@ -14,6 +14,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/loader"
+	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/worker"
 )
@@ -133,7 +134,7 @@ func main() {
 		exit(log, err)
 	case "detach":
 		log := logger("pci-segment", c.LogLevel)
-		exit(log, loader.Detach(c.Detach.PinDir, log))
+		exit(log, pins.Detach(c.Detach.PinDir, log))
 	case "worker":
 		w := c.Worker
 		log := logger("pci-segment.worker", c.LogLevel)

@@ -1,4 +1,8 @@
-package loader
+// Package pins holds the layout of pci-segment's objects on the bpf
+// filesystem: a directory per layout version below --pin-dir, with the
+// datapath's maps by name and one link per interface and direction. The
+// loader pins there; detach, status and check --live read it.
+package pins
 
 import (
 	"errors"
@@ -6,9 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unsafe"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -16,22 +18,22 @@ import (
 	"github.com/pci-segment/pci-segment/bpf"
 )
 
-// DefaultPinDir is where pins live unless --pin-dir says otherwise; the
+// DefaultDir is where pins live unless --pin-dir says otherwise; the
 // layout version is a directory below it.
-const DefaultPinDir = "/sys/fs/bpf/pci-segment"
+const DefaultDir = "/sys/fs/bpf/pci-segment"
 
-// layoutDir is the directory of pins of this binary's layout.
-func layoutDir(pinDir string) string { return filepath.Join(pinDir, bpf.Layout) }
+// LayoutDir is the directory of pins of this binary's layout.
+func LayoutDir(pinDir string) string { return filepath.Join(pinDir, bpf.Layout) }
 
-// linkPinName names a link's pin by interface index and direction: bpffs
+// LinkName names a link's pin by interface index and direction: bpffs
 // refuses '.' in names, which interface names may contain.
-func linkPinName(index int, dir string) string {
+func LinkName(index int, dir string) string {
 	return fmt.Sprintf("link_%d_%s", index, dir)
 }
 
-// checkBPFFS makes sure pins would land on a bpf filesystem: on anything
+// CheckFS makes sure pins would land on a bpf filesystem: on anything
 // else they would not survive the loader.
-func checkBPFFS(pinDir string) error {
+func CheckFS(pinDir string) error {
 	dir := pinDir
 	for {
 		var st unix.Statfs_t
@@ -53,10 +55,10 @@ func checkBPFFS(pinDir string) error {
 	}
 }
 
-// refuseExistingPins stops a second enforce from taking over pins it did not
+// RefuseExisting stops a second enforce from taking over pins it did not
 // create: they belong to a running instance or to enforcement left in place.
-func refuseExistingPins(pinDir string) error {
-	entries, err := os.ReadDir(layoutDir(pinDir))
+func RefuseExisting(pinDir string) error {
+	entries, err := os.ReadDir(LayoutDir(pinDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -64,7 +66,7 @@ func refuseExistingPins(pinDir string) error {
 		return fmt.Errorf("inspect pin directory: %w", err)
 	}
 	if len(entries) > 0 {
-		return fmt.Errorf("pins already exist in %s: another pci-segment enforce is running or left enforcement in place; stop it and run `pci-segment detach --pin-dir %s` first", layoutDir(pinDir), pinDir)
+		return fmt.Errorf("pins already exist in %s: another pci-segment enforce is running or left enforcement in place; stop it and run `pci-segment detach --pin-dir %s` first", LayoutDir(pinDir), pinDir)
 	}
 	return nil
 }
@@ -76,11 +78,11 @@ func Detach(pinDir string, log hclog.Logger) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("detach must run as root (running as uid %d): the pins are root's", os.Geteuid())
 	}
-	dir := layoutDir(pinDir)
+	dir := LayoutDir(pinDir)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		log.Info("nothing to detach", "pin_dir", dir)
-		return removeIfEmpty(pinDir)
+		return RemoveIfEmpty(pinDir)
 	}
 	if err != nil {
 		return fmt.Errorf("read pin directory: %w", err)
@@ -112,14 +114,14 @@ func Detach(pinDir string, log hclog.Logger) error {
 		if err := os.Remove(dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 		}
-		if err := removeIfEmpty(pinDir); err != nil {
+		if err := RemoveIfEmpty(pinDir); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func removeIfEmpty(dir string) error {
+func RemoveIfEmpty(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -133,25 +135,4 @@ func removeIfEmpty(dir string) error {
 		}
 	}
 	return nil
-}
-
-// readOnlyFD opens a second, read-only descriptor of m
-// (BPF_MAP_GET_FD_BY_ID with BPF_F_RDONLY), which cilium/ebpf does not
-// offer for maps that are not pinned yet.
-func readOnlyFD(m *ebpf.Map) (int, error) {
-	info, err := m.Info()
-	if err != nil {
-		return -1, fmt.Errorf("read map info: %w", err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		return -1, errors.New("kernel did not report a map id")
-	}
-	attr := struct{ id, nextID, openFlags uint32 }{id: uint32(id), openFlags: unix.BPF_F_RDONLY}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	if errno != 0 {
-		return -1, fmt.Errorf("open read-only descriptor of map %d: %w", id, errno)
-	}
-	unix.CloseOnExec(int(fd))
-	return int(fd), nil
 }
