@@ -62,6 +62,7 @@ type Config struct {
 	MetricsAddr string
 	AllowRoot   bool
 	LogLevel    string
+	Seccomp     string // the worker's filter: allowlist or denylist
 	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
 	// --max-flows); a zero field takes bpf.DefaultSizes.
 	Sizes bpf.Sizes
@@ -239,6 +240,9 @@ func workerArgs(cfg Config) []string {
 		"--max-flows", strconv.Itoa(cfg.Sizes.Flows)}
 	if cfg.AllowRoot {
 		args = append(args, "--allow-root")
+	}
+	if cfg.Seccomp != "" {
+		args = append(args, "--seccomp", cfg.Seccomp)
 	}
 	for _, p := range cfg.Policies {
 		args = append(args, "-f", p)

@@ -18,9 +18,11 @@ import (
 type worker struct {
 	pid  int
 	proc *os.Process
-	// done is closed when the worker has exited; err is then its status.
-	done chan struct{}
-	err  error
+	// done is closed when the worker has exited; err and state are then
+	// how it ended.
+	done  chan struct{}
+	err   error
+	state *os.ProcessState
 }
 
 // account is the identity the worker runs as.
@@ -76,6 +78,7 @@ func spawnWorker(exe string, args, env []string, acct account, ipcEnd *os.File, 
 		}
 		startc <- started{proc: cmd.Process}
 		w.err = cmd.Wait()
+		w.state = cmd.ProcessState
 		close(w.done)
 	}()
 	s := <-startc

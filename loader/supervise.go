@@ -12,6 +12,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/sandbox"
 )
 
 // Supervision timing.
@@ -208,6 +209,10 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 		case sig := <-sigc:
 			return signalled{sig}
 		case <-s.w.done:
+			if s.w.state != nil && sandbox.KilledByFilter(s.w.state) {
+				// The worker's own line above names the call.
+				return fmt.Errorf("worker killed by its seccomp filter: %v", s.w.err)
+			}
 			return fmt.Errorf("worker exited: %v", s.w.err)
 		case <-silence.C:
 			return fmt.Errorf("worker silent for %v", silenceLimit)

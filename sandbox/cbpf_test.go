@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	seccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
 )
 
 // The tests below run the filter libseccomp compiled, instruction by
@@ -18,6 +19,7 @@ import (
 // Return values of a seccomp program (linux/seccomp.h).
 const (
 	retKillProcess = 0x80000000
+	retTrap        = 0x00030000
 	retErrno       = 0x00050000
 	retAllow       = 0x7fff0000
 	retDataMask    = 0x0000ffff
@@ -36,12 +38,12 @@ type sockFilter struct {
 	k      uint32
 }
 
-// exportFilter compiles rules and returns the classic BPF program libseccomp
+// exportFilter compiles p and returns the classic BPF program libseccomp
 // would load. ExportBPF writes to a file; libseccomp 2.5 has no memory
 // export.
-func exportFilter(t *testing.T, rules []Rule) ([]sockFilter, Report) {
+func exportFilter(t *testing.T, p Policy) ([]sockFilter, Report) {
 	t.Helper()
-	f, report, err := build(rules)
+	f, report, err := build(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,10 +209,24 @@ func verdictString(v uint32) string {
 		return "ALLOW"
 	case v == retKillProcess:
 		return "KILL_PROCESS"
+	case v == retTrap:
+		return "TRAP"
 	case v&^retDataMask == retErrno:
 		return fmt.Sprintf("ERRNO(%d)", v&retDataMask)
 	}
 	return fmt.Sprintf("%#08x", v)
+}
+
+// want is the seccomp return value the filter should give a call p
+// answers with action.
+func want(action Action, errno unix.Errno) uint32 {
+	switch action {
+	case Allow:
+		return retAllow
+	case Errno:
+		return retErrno | uint32(errno)
+	}
+	return retTrap
 }
 
 func mustSyscall(t *testing.T, name string) int32 {

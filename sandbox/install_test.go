@@ -21,12 +21,14 @@ import (
 	"github.com/pci-segment/pci-segment/testenv"
 )
 
-// A seccomp filter cannot be removed, so the filter is installed in a child:
-// this test binary run again with helperEnv set and only TestHelperProcess
-// selected. The child runs the checks as subtests and the parent requires
-// each of them to have passed. A second child runs the same refused calls
-// without the filter and requires that none of them answers EPERM there, so
-// an EPERM under the filter can only come from the filter.
+// A seccomp filter cannot be removed, so the denylist is installed in a
+// child: this test binary run again, as root, with helperEnv set and only
+// TestHelperProcess selected. As root the kernel would allow most of the
+// refused calls, which makes an EPERM the filter's. The child runs the
+// checks as subtests and the parent requires each of them to have passed. A
+// second child runs the same refused calls without the filter and requires
+// that none of them answers EPERM there. The allowlist, and the denylist
+// under the worker's own credentials, are tested in confined_test.go.
 
 const helperEnv = "PCI_SEGMENT_SANDBOX_HELPER"
 
@@ -57,7 +59,7 @@ var controlChecks = []childCheck{
 	{"kernel_ignores_high_bits_of_the_bpf_command", controlFreezeHighBits},
 }
 
-func TestWorkerFilterInChildProcess(t *testing.T) {
+func TestDenylistInChildProcessAsRoot(t *testing.T) {
 	testenv.RequireRoot(t)
 	runChild(t, helperFiltered, childChecks)
 }
@@ -92,16 +94,16 @@ func runChild(t *testing.T, mode string, checks []childCheck) {
 func TestHelperProcess(t *testing.T) {
 	mode := os.Getenv(helperEnv)
 	if mode == "" {
-		return // only meaningful as the child of TestWorkerFilterInChildProcess
+		return // only meaningful as the child of TestDenylistInChildProcessAsRoot
 	}
 	// The worker receives its map fds before it confines itself; here the
 	// child creates one while it still may.
 	m := newTestMap(t)
 	checks := controlChecks
 	if mode == helperFiltered {
-		report, err := Install(WorkerRules())
+		report, err := Install(WorkerDenylist())
 		if err != nil {
-			t.Fatalf("install worker filter: %v", err)
+			t.Fatalf("install worker denylist: %v", err)
 		}
 		t.Logf("filter installed: %d rules, skipped %v", report.Rules, report.Skipped)
 		checks = childChecks

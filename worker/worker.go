@@ -58,6 +58,9 @@ type Config struct {
 	MetricsAddr string
 	// AllowRoot is set by the loader when --allow-root was given.
 	AllowRoot bool
+	// Seccomp names the filter: sandbox.ModeAllowlist (the default) or
+	// sandbox.ModeDenylist, the hardening guide's.
+	Seccomp string
 	// Sizes are the map capacities the loader chose (zero fields: the
 	// defaults); every received map must have exactly its capacity.
 	Sizes bpf.Sizes
@@ -85,12 +88,16 @@ func Run(cfg Config, log hclog.Logger) error {
 	if disabled {
 		log.Warn("development override in effect: seccomp filter disabled", sandbox.DisableEnv, os.Getenv(sandbox.DisableEnv))
 	} else {
-		report, err := sandbox.Install(sandbox.WorkerRules())
+		pol, err := sandbox.WorkerPolicy(cfg.Seccomp)
+		if err != nil {
+			return err
+		}
+		report, err := sandbox.Install(pol)
 		if err != nil {
 			return fmt.Errorf("install seccomp filter: %w", err)
 		}
 		if len(report.Skipped) > 0 {
-			log.Warn("seccomp entries unknown on this system, not filtered", "syscalls", strings.Join(report.Skipped, ","))
+			log.Warn("seccomp entries unknown on this system", "policy", pol.Name, "syscalls", strings.Join(report.Skipped, ","))
 		}
 	}
 

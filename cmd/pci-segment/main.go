@@ -49,6 +49,7 @@ type enforceCmd struct {
 	StateDir    string   `default:"/var/lib/pci-segment" help:"State directory."`
 	MetricsAddr string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
 	AllowRoot   bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
+	Seccomp     string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
 	// Map capacities, fixed for the life of the loader; the defaults are
 	// bpf.DefaultSizes.
 	MaxPrefixes    int `default:"200000" help:"Address prefixes, IPv4 and IPv6 together, that one policy set may compile to; sizes the address maps."`
@@ -67,6 +68,7 @@ type workerCmd struct {
 	StateDir       string
 	MetricsAddr    string
 	AllowRoot      bool
+	Seccomp        string `default:"allowlist" enum:"allowlist,denylist"`
 	MaxPrefixes    int
 	MaxPortEntries int
 	MaxFlows       int
@@ -128,7 +130,7 @@ func main() {
 		err = loader.Enforce(loader.Config{
 			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
 			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
-			AllowRoot: e.AllowRoot, LogLevel: c.LogLevel,
+			AllowRoot: e.AllowRoot, LogLevel: c.LogLevel, Seccomp: e.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
 		}, log)
 		exit(log, err)
@@ -140,7 +142,7 @@ func main() {
 		log := logger("pci-segment.worker", c.LogLevel)
 		exit(log, worker.Run(worker.Config{
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
-			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot,
+			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
 		}, log))
 	default:
