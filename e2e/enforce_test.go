@@ -502,7 +502,7 @@ func TestLoaderKeepsOnlyTheCapabilitiesItStillNeeds(t *testing.T) {
 	spawners := 0
 	for _, th := range threads {
 		bnd := want
-		if th.NoNewPrivs {
+		if th.CapBnd == 0 {
 			// The thread that started the worker emptied its own
 			// bounding set for it, and waits for it.
 			spawners++
@@ -518,6 +518,23 @@ func TestLoaderKeepsOnlyTheCapabilitiesItStillNeeds(t *testing.T) {
 		}
 	}
 	if spawners != 1 {
-		t.Errorf("%d loader threads with NoNewPrivs, want the one that started the worker", spawners)
+		t.Errorf("%d loader threads with an empty bounding set, want the one that started the worker", spawners)
+	}
+}
+
+func TestLoaderRunsUnderItsOwnFilter(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+	loaderPID, _ := e.pids(t)
+	threads, err := privilege.ReadThreads(loaderPID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, th := range threads {
+		if th.Seccomp != privilege.SeccompFilter {
+			t.Errorf("loader thread %d: Seccomp %v, want filter", th.TID, th.Seccomp)
+		}
 	}
 }

@@ -26,9 +26,9 @@
 // It never parses YAML, serves HTTP or writes the audit log; its inputs are
 // its command line and the worker's messages, each typed and checked.
 //
-// Known gap: the loader has no seccomp filter of its own yet; one built
-// from the sandbox tables (allowing what spawning, attaching and pinning
-// use) would close it.
+// After the re-exec it runs under its own seccomp filter
+// (sandbox.LoaderPolicy): the hardening guide's denylist, less what
+// starting a worker needs, and no bpf() command that creates or loads.
 package loader
 
 import (
@@ -49,6 +49,7 @@ import (
 	"github.com/pci-segment/pci-segment/envflag"
 	"github.com/pci-segment/pci-segment/netif"
 	"github.com/pci-segment/pci-segment/pins"
+	"github.com/pci-segment/pci-segment/sandbox"
 )
 
 // Config is the enforce command line.
@@ -70,6 +71,14 @@ type Config struct {
 
 // Enforce runs the loader until SIGTERM/SIGINT or the worker's exit.
 func Enforce(cfg Config, log hclog.Logger) error {
+	// The worker runs in /: relative paths would mean something else there.
+	for _, p := range append([]*string{&cfg.AuditDir, &cfg.StateDir, &cfg.PinDir}, ptrs(cfg.Policies)...) {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("resolve %q: %w", *p, err)
+		}
+		*p = abs
+	}
 	cfg.Sizes = cfg.Sizes.OrDefault()
 	if err := cfg.Sizes.Validate(); err != nil {
 		return err
@@ -124,6 +133,9 @@ func Enforce(cfg Config, log hclog.Logger) error {
 // run is the loader after reduce: start the worker, attach once it has
 // applied a policy, then supervise.
 func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[string]*ebpf.Map) error {
+	if _, err := sandbox.Install(sandbox.LoaderPolicy()); err != nil {
+		return fmt.Errorf("install the loader's seccomp filter: %w", err)
+	}
 	// Checked and logged before the re-exec; looked up again here.
 	acct, err := workerAccount(cfg, hclog.NewNullLogger())
 	if err != nil {
@@ -203,27 +215,28 @@ func workerAccount(cfg Config, log hclog.Logger) (account, error) {
 	return lookupAccount(name, group)
 }
 
-// prepareDirs creates the audit directory owned by the service account (the
-// worker writes there) and the state directory.
+// prepareDirs gives the service account the audit and state directories,
+// the only places the worker writes.
 func prepareDirs(cfg Config, acct account) error {
-	if err := os.MkdirAll(cfg.AuditDir, 0o750); err != nil {
-		return fmt.Errorf("create audit directory: %w", err)
-	}
-	// Opened without following a symlink, then changed through the fd: a
-	// path a worker could have replaced never redirects root's chown.
-	fd, err := unix.Open(cfg.AuditDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open audit directory %s (a symlink is refused): %w", cfg.AuditDir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fchown(fd, int(acct.uid), int(acct.gid)); err != nil {
-		return fmt.Errorf("give audit directory to %s: %w", acct.user, err)
-	}
-	if err := unix.Fchmod(fd, 0o750); err != nil {
-		return fmt.Errorf("set audit directory mode: %w", err)
-	}
-	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-		return fmt.Errorf("create state directory: %w", err)
+	for _, d := range []struct{ path, what string }{{cfg.AuditDir, "audit"}, {cfg.StateDir, "state"}} {
+		if err := os.MkdirAll(d.path, 0o750); err != nil {
+			return fmt.Errorf("create %s directory: %w", d.what, err)
+		}
+		// Opened without following a symlink, then changed through the
+		// fd: a path a worker could have replaced never redirects
+		// root's chown.
+		fd, err := unix.Open(d.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s directory %s (a symlink is refused): %w", d.what, d.path, err)
+		}
+		err = unix.Fchown(fd, int(acct.uid), int(acct.gid))
+		if err == nil {
+			err = unix.Fchmod(fd, 0o750)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("give %s directory to %s: %w", d.what, acct.user, err)
+		}
 	}
 	return nil
 }
@@ -325,4 +338,12 @@ func pinAll(pinDir string, objs *bpf.DatapathObjects, links []attached) error {
 		pinned = append(pinned, p)
 	}
 	return nil
+}
+
+func ptrs(s []string) []*string {
+	out := make([]*string, len(s))
+	for i := range s {
+		out[i] = &s[i]
+	}
+	return out
 }
