@@ -38,6 +38,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/audit"
 	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/confine"
 	"github.com/pci-segment/pci-segment/envflag"
 	"github.com/pci-segment/pci-segment/ipc"
 	"github.com/pci-segment/pci-segment/metrics"
@@ -80,6 +81,15 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	if err := checkDescriptors(); err != nil {
 		return fmt.Errorf("refusing to run: %w", err)
+	}
+	// Landlock before seccomp: the filter allows none of its calls.
+	confined, err := confine.Worker(confine.Paths{Policies: cfg.Policies, AuditDir: cfg.AuditDir,
+		StateDir: cfg.StateDir, MetricsAddr: cfg.MetricsAddr})
+	if err != nil {
+		return fmt.Errorf("refusing to run: landlock: %w", err)
+	}
+	if err := confine.WriteReport(cfg.StateDir, confined); err != nil {
+		log.Warn("landlock report not written; status cannot show it", "error", err)
 	}
 	disabled, err := sandbox.DisabledByEnv()
 	if err != nil {
@@ -128,7 +138,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	set, err := policy.Load(cfg.Policies)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
-			err = fmt.Errorf("%w\nthe worker reads policies as uid %d: make files readable by it (for example group pci-segment, mode 0640; directories 0750)", err, os.Getuid())
+			err = fmt.Errorf("%w\nthe worker reads policies as uid %d, confined to the -f directories: make files readable by it (for example group pci-segment, mode 0640; directories 0750), and keep them in those directories rather than linked from elsewhere", err, os.Getuid())
 		}
 		return fmt.Errorf("policy set rejected, nothing applied:\n%w", err)
 	}
