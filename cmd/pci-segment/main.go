@@ -31,6 +31,7 @@ type cli struct {
 	Check    checkCmd    `cmd:"" help:"Explain the verdict for one packet. Exit 0 allow, 1 deny, 2 usage or error, 3 kernel and files disagree (--live)."`
 	Enforce  enforceCmd  `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
 	Detach   detachCmd   `cmd:"" help:"Remove every link and pin of pci-segment (root)."`
+	Status   statusCmd   `cmd:"" help:"Show the running privilege split, pins, links and policy in force (full view as root)."`
 	Worker   workerCmd   `cmd:"" hidden:"" help:"The unprivileged worker; started by enforce only."`
 }
 
@@ -137,6 +138,8 @@ func main() {
 	case "detach":
 		log := logger("pci-segment", c.LogLevel)
 		exit(log, pins.Detach(c.Detach.PinDir, log))
+	case "status":
+		os.Exit(c.Status.run(os.Stdout, os.Stderr))
 	case "worker":
 		w := c.Worker
 		log := logger("pci-segment.worker", c.LogLevel)
