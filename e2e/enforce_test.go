@@ -201,6 +201,11 @@ func TestWorkerRunsUnprivilegedOnEveryThread(t *testing.T) {
 		if !allIDs(th.UID, uint32(uid)) || !allIDs(th.GID, uint32(gid)) {
 			t.Errorf("thread %d: Uid %+v Gid %+v, want all four %d and %d", th.TID, th.UID, th.GID, uid, gid)
 		}
+		// The test account, like the production one, is in no other
+		// group; the worker must carry none of the loader's.
+		if len(th.Groups) != 0 {
+			t.Errorf("thread %d: supplementary groups %v, want the account's (none)", th.TID, th.Groups)
+		}
 		for name, v := range map[string]uint64{"CapInh": th.CapInh, "CapPrm": th.CapPrm, "CapEff": th.CapEff, "CapBnd": th.CapBnd, "CapAmb": th.CapAmb} {
 			if v != 0 {
 				t.Errorf("thread %d: %s = %#x, want 0", th.TID, name, v)
@@ -536,5 +541,30 @@ func TestLoaderRunsUnderItsOwnFilter(t *testing.T) {
 		if th.Seccomp != privilege.SeccompFilter {
 			t.Errorf("loader thread %d: Seccomp %v, want filter", th.TID, th.Seccomp)
 		}
+	}
+}
+
+func TestPrivilegeSetupFailuresStartNoWorker(t *testing.T) {
+	requireRoot(t)
+	user, _ := lab.ServiceAccount(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"unknown account", []string{"PCI_SEGMENT_PRIVILEGE_USER=pcs-missing-" + randomHex(t, 3)}, "does not exist"},
+		{"account whose group is missing", []string{"PCI_SEGMENT_PRIVILEGE_USER=" + user, "PCI_SEGMENT_PRIVILEGE_GROUP=pcs-nogroup-" + randomHex(t, 3)}, "service group"},
+		{"override with a bad value", []string{"PCI_SEGMENT_SKIP_PRIVILEGE_DROP=off"}, "PCI_SEGMENT_SKIP_PRIVILEGE_DROP"},
+		{"seccomp override with a bad value", []string{"PCI_SEGMENT_PRIVILEGE_USER=" + user, "PCI_SEGMENT_DISABLE_SECCOMP=maybe"}, "PCI_SEGMENT_DISABLE_SECCOMP"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := lab.New(t)
+			dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+			e := newEnforcer(t, l, dir, enforceOpts{noAccount: true, env: tc.env})
+			failsToStart(t, l, e, tc.want)
+			if strings.Contains(e.out.String(), "worker started") {
+				t.Errorf("a worker was started:\n%s", e.out.String())
+			}
+		})
 	}
 }

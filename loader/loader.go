@@ -192,6 +192,11 @@ func workerAccount(cfg Config, log hclog.Logger) (account, error) {
 	if err != nil {
 		return account{}, err
 	}
+	// The worker reads this one; a typo must stop the start here, before
+	// any worker exists.
+	if _, err := envflag.Bool("PCI_SEGMENT_DISABLE_SECCOMP"); err != nil {
+		return account{}, err
+	}
 	name, group := "pci-segment", "pci-segment"
 	if v := os.Getenv("PCI_SEGMENT_PRIVILEGE_USER"); v != "" {
 		name = v

@@ -13,10 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+	"kernel.org/pub/linux/libs/security/libcap/psx"
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
@@ -218,4 +220,75 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A binary with file capabilities started the way the worker is gains
+// none: the bounding set is empty and NoNewPrivs is set before exec.
+func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
+	testenv.RequireRoot(t)
+	exe := executableCopy(t)
+	// security.capability, version 2: cap_net_admin effective and
+	// inheritable, as `setcap cap_net_admin+ei` writes it: a process with
+	// that capability inheritable would run the binary with it.
+	xattr := make([]byte, 20)
+	binary.LittleEndian.PutUint32(xattr[0:], 0x02000000|1)
+	binary.LittleEndian.PutUint32(xattr[8:], 1<<unix.CAP_NET_ADMIN)
+	if err := unix.Setxattr(exe, "security.capability", xattr, 0); err != nil {
+		t.Fatalf("set file capabilities: %v", err)
+	}
+	// Make every thread of this process able to pass cap_net_admin on
+	// (inheritable), so that only the spawn's own reduction stands
+	// between the binary and the capability.
+	setInheritable(t, 1<<unix.CAP_NET_ADMIN)
+	t.Cleanup(func() { setInheritable(t, 0) })
+	out := &syncBuffer{}
+	_, end, err := ipc.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := spawnWorker(exe, nil, []string{capsProbeEnv + "=1"},
+		account{user: "nobody", uid: 65534, gid: 65534}, end, out)
+	end.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-w.done
+	if w.err != nil {
+		t.Fatalf("probe: %v\n%s", w.err, out)
+	}
+	if got := strings.TrimSpace(out.String()); got != "CapEff=0 CapPrm=0" {
+		t.Errorf("a cap_net_admin+ei binary started as the worker has %q, want no capabilities", got)
+	}
+}
+
+// setInheritable sets the inheritable set of every thread (through psx,
+// since capabilities are per thread).
+func setInheritable(t *testing.T, mask uint32) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	data[0].Inheritable, data[1].Inheritable = mask, 0
+	if _, _, errno := psx.Syscall3(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		t.Fatalf("set inheritable capabilities: %v", errno)
+	}
+}
+
+// capsProbeEnv makes the test binary print its capability sets and exit.
+const capsProbeEnv = "PCI_SEGMENT_TEST_CAPS_PROBE"
+
+func init() {
+	if os.Getenv(capsProbeEnv) == "" {
+		return
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Printf("CapEff=%x CapPrm=%x\n", uint64(data[1].Effective)<<32|uint64(data[0].Effective),
+		uint64(data[1].Permitted)<<32|uint64(data[0].Permitted))
+	os.Exit(0)
 }

@@ -77,7 +77,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	_ = os.WriteFile("/proc/self/comm", []byte(ProcessName), 0)
 
 	if err := checkUnprivileged(cfg.AllowRoot); err != nil {
-		return fmt.Errorf("refusing to run: %w", err)
+		return fmt.Errorf("refusing to run: %w (the privilege drop failed; see docs/HARDENING.md, \"Two processes\")", err)
 	}
 	if err := checkDescriptors(); err != nil {
 		return fmt.Errorf("refusing to run: %w", err)
