@@ -353,6 +353,11 @@ else
 	info "no worker process found under the loader (pid $ENFORCE_PID)"
 	FAILURES=$((FAILURES + 1))
 fi
+say "the same in one command: pci-segment status"
+if ! "$BIN" status --pin-dir "$PIN_DIR" --state-dir "$STATE_DIR" | sed 's/^/   /'; then
+	info "status failed"
+	FAILURES=$((FAILURES + 1))
+fi
 
 say "audit log ($AUDIT_DIR)"
 mapfile -t audit_files < <(find "$AUDIT_DIR" -type f 2>/dev/null | sort)
