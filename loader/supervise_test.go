@@ -7,18 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
-	"kernel.org/pub/linux/libs/security/libcap/psx"
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
@@ -223,9 +222,26 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 }
 
 // A binary with file capabilities started the way the worker is gains
-// none: the bounding set is empty and NoNewPrivs is set before exec.
+// none: the bounding set is empty and NoNewPrivs is set before exec. The
+// check runs in a child test process whose every thread may pass
+// cap_net_admin on (setpriv --inh-caps), so that only the spawn's own
+// reduction stands between the binary and the capability.
 func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 	testenv.RequireRoot(t)
+	if os.Getenv(inheritingEnv) == "" {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("setpriv", "--inh-caps=+net_admin", self,
+			"-test.run=^TestWorkerCredentialsDefeatFileCapabilities$", "-test.v")
+		cmd.Env = append(os.Environ(), inheritingEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("child test: %v\n%s", err, out)
+		}
+		return
+	}
 	exe := executableCopy(t)
 	// security.capability, version 2: cap_net_admin effective and
 	// inheritable, as `setcap cap_net_admin+ei` writes it: a process with
@@ -236,11 +252,6 @@ func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 	if err := unix.Setxattr(exe, "security.capability", xattr, 0); err != nil {
 		t.Fatalf("set file capabilities: %v", err)
 	}
-	// Make every thread of this process able to pass cap_net_admin on
-	// (inheritable), so that only the spawn's own reduction stands
-	// between the binary and the capability.
-	setInheritable(t, 1<<unix.CAP_NET_ADMIN)
-	t.Cleanup(func() { setInheritable(t, 0) })
 	out := &syncBuffer{}
 	_, end, err := ipc.Pair()
 	if err != nil {
@@ -261,19 +272,8 @@ func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 	}
 }
 
-// setInheritable sets the inheritable set of every thread (through psx,
-// since capabilities are per thread).
-func setInheritable(t *testing.T, mask uint32) {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		t.Fatal(err)
-	}
-	data[0].Inheritable, data[1].Inheritable = mask, 0
-	if _, _, errno := psx.Syscall3(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
-		t.Fatalf("set inheritable capabilities: %v", errno)
-	}
-}
+// inheritingEnv marks the child test process started under setpriv.
+const inheritingEnv = "PCI_SEGMENT_TEST_INHERITING"
 
 // capsProbeEnv makes the test binary print its capability sets and exit.
 const capsProbeEnv = "PCI_SEGMENT_TEST_CAPS_PROBE"
