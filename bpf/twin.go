@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/pci-segment/pci-segment/policy"
 )
@@ -205,6 +206,61 @@ func (t *Twin) Verdict(dir policy.Direction, p Packet) (bool, error) {
 }
 
 // Close unloads the twin. The shared maps stay.
+// RunningDiffers compares the twin's programs with those attached through
+// the link pins under pinDir/v1. Program tags hash the instructions, not
+// the load-time constants, so they match when the running datapath is the
+// code this binary carries; after an upgrade without a restart of enforce
+// they may not, and then the twin's verdict is this binary's, not the
+// running program's. It returns a description of each difference, or nil.
+func (t *Twin) RunningDiffers(pinDir string) ([]string, error) {
+	dir := filepath.Join(pinDir, Layout)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list pins: %w", err)
+	}
+	want := map[ebpf.AttachType]*ebpf.Program{ebpf.AttachTCXIngress: t.ingress, ebpf.AttachTCXEgress: t.egress}
+	var diffs []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "link_") {
+			continue
+		}
+		l, err := link.LoadPinnedLink(filepath.Join(dir, e.Name()), nil)
+		if err != nil {
+			return nil, fmt.Errorf("open pinned link %s: %w", e.Name(), err)
+		}
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read pinned link %s: %w", e.Name(), err)
+		}
+		tcx := info.TCX()
+		if tcx == nil {
+			continue
+		}
+		running, err := ebpf.NewProgramFromID(info.Program)
+		if err != nil {
+			return nil, fmt.Errorf("open the program of %s: %w", e.Name(), err)
+		}
+		ri, err := running.Info()
+		running.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read the program of %s: %w", e.Name(), err)
+		}
+		twin, ok := want[ebpf.AttachType(tcx.AttachType)]
+		if !ok {
+			continue
+		}
+		ti, err := twin.Info()
+		if err != nil {
+			return nil, fmt.Errorf("read the twin: %w", err)
+		}
+		if ri.Tag != ti.Tag {
+			diffs = append(diffs, fmt.Sprintf("%s runs program tag %s, this binary's is %s", e.Name(), ri.Tag, ti.Tag))
+		}
+	}
+	return diffs, nil
+}
+
 func (t *Twin) Close() error {
 	return errors.Join(t.ingress.Close(), t.egress.Close())
 }

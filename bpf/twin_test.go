@@ -11,8 +11,11 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/pci-segment/pci-segment/lab"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/testenv"
 )
@@ -353,5 +356,55 @@ func TestLoadTwinRefusesAMapOfAnotherName(t *testing.T) {
 	maps.Halves = nil
 	if _, err := LoadTwin(&maps); err == nil || !strings.Contains(err.Error(), "halves") {
 		t.Errorf("LoadTwin without halves: %v", err)
+	}
+}
+
+// TestTwinNoticesAnotherRunningProgram attaches the datapath, and then a
+// program of other code, to a lab interface, and asks the twin whether the
+// pinned links run this binary's programs.
+func TestTwinNoticesAnotherRunningProgram(t *testing.T) {
+	objs := loadApplied(t, parseSet(t, `apiVersion: pci-segment/v1
+kind: NetworkPolicy
+metadata: {name: any}
+spec:
+  podSelector: {}
+  ingress: [{}]
+`), nil)
+	dir := pinMaps(t, objs, WorkerMaps)
+	l := lab.New(t)
+	other, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.SchedCLS,
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, -1, asm.DWord), asm.Return()},
+		License:      "Dual BSD/GPL",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	attachPinned := func(prog *ebpf.Program, typ ebpf.AttachType, name string) {
+		err := l.Do(l.HostNS, func() error {
+			ln, err := link.AttachTCX(link.TCXOptions{Interface: l.HostIfIndex, Program: prog, Attach: typ})
+			if err != nil {
+				return err
+			}
+			defer ln.Close()
+			return ln.Pin(filepath.Join(dir, Layout, name))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	attachPinned(objs.PciIngress, ebpf.AttachTCXIngress, "link_1_ingress")
+	attachPinned(objs.PciEgress, ebpf.AttachTCXEgress, "link_1_egress")
+
+	twin := loadTwinOf(t, objs)
+	diffs, err := twin.RunningDiffers(dir)
+	if err != nil || len(diffs) != 0 {
+		t.Fatalf("the datapath itself: %q, %v; want no difference", diffs, err)
+	}
+	attachPinned(other, ebpf.AttachTCXEgress, "link_2_egress")
+	diffs, err = twin.RunningDiffers(dir)
+	if err != nil || len(diffs) != 1 || !strings.HasPrefix(diffs[0], "link_2_egress runs program tag") {
+		t.Fatalf("another program attached: %q, %v; want it named", diffs, err)
 	}
 }

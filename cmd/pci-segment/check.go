@@ -98,6 +98,9 @@ type checkKernel struct {
 	Generation   *uint64 `json:"generation,omitempty"`
 	SetHash      string  `json:"set_hash,omitempty"`
 	FilesSetHash string  `json:"files_set_hash"`
+	// ProgramDiffers lists attached programs that are not this binary's
+	// (the twin then judged with this binary's code, not theirs).
+	ProgramDiffers []string `json:"program_differs,omitempty"`
 }
 
 func verdictWord(allow bool) string {
@@ -173,6 +176,9 @@ func (c *checkCmd) run(stdout, stderr io.Writer) int {
 		return code
 	}
 	fmt.Fprintf(stdout, "kernel: %s\nfiles:  %s\n", res.Kernel.Verdict, res.Text)
+	for _, d := range res.Kernel.ProgramDiffers {
+		fmt.Fprintf(stdout, "warning: %s: the kernel verdict above is this binary's program's, not the running one's\n", d)
+	}
 	if !res.Kernel.Agrees {
 		fmt.Fprintf(stdout, "the kernel and the files disagree: %s\n", res.Kernel.explain())
 	}
@@ -274,6 +280,9 @@ func (c *checkCmd) askKernel(p policy.Packet, set *policy.Set) (*checkKernel, er
 		return nil, err
 	}
 	k := &checkKernel{Verdict: verdictWord(allow), PinDir: c.PinDir, FilesSetHash: set.HashHex()}
+	if k.ProgramDiffers, err = twin.RunningDiffers(c.PinDir); err != nil {
+		return nil, err
+	}
 	if info, err := pinnedInfo(c.PinDir); err == nil {
 		k.Generation = &info.Generation
 		k.SetHash = hex.EncodeToString(info.SetHash[:])
