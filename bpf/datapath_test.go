@@ -1024,3 +1024,28 @@ spec:
 		{"outbound echo request with that id stays denied", true, Packet{Src: host4, Dst: peer, Proto: 1, ICMPType: 8, EchoID: 77}, false},
 	})
 }
+
+func TestUnreachableQuotingAnAllowedPingPasses(t *testing.T) {
+	objs := datapath(t, `apiVersion: pci-segment/v1
+kind: NetworkPolicy
+metadata: {name: ping-out}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+  ingress: []
+  egress: [{}]
+`, "")
+	peer, router := netip.MustParseAddr("198.51.100.9"), netip.MustParseAddr("203.0.113.1")
+	ping := Packet{Src: host4, Dst: peer, Proto: 1, ICMPType: 8, EchoID: 42}
+	unreachable := func(quoted Packet) Packet {
+		return Packet{Src: router, Dst: host4, Proto: 1, ICMPType: 3, Quote: &quoted}
+	}
+	other := ping
+	other.EchoID = 43
+	checkVerdicts(t, objs, []verdictCase{
+		{"unreachable quoting a ping never sent is dropped", false, unreachable(ping), false},
+		{"the ping goes out", true, ping, true},
+		{"unreachable quoting it comes in", false, unreachable(ping), true},
+		{"unreachable quoting another id is dropped", false, unreachable(other), false},
+	})
+}

@@ -296,6 +296,7 @@ struct packet {
 	__u8 frag_nh;     // protocol, or the IPv6 fragment header's next header
 	__u8 icmp_quote;  // an ICMP error quoting a TCP/UDP/SCTP packet
 	__u8 q_proto;     // the quoted packet's protocol, addresses, ports
+	__u8 q_echo;      // the quoted packet is an echo request
 	__be16 q_sport;
 	__be16 q_dport;
 	__u8 q_saddr[16];
@@ -354,6 +355,20 @@ static __always_inline void parse_quote(struct __sk_buff *skb, struct packet *p,
 		__builtin_memcpy(p->q_saddr, &ip6.saddr, 16);
 		__builtin_memcpy(p->q_daddr, &ip6.daddr, 16);
 		l4off = off + sizeof(ip6);
+	}
+	if ((p->family == FAMILY_IPV4 && p->q_proto == IPPROTO_ICMP) ||
+	    (p->family == FAMILY_IPV6 && p->q_proto == IPPROTO_ICMPV6_)) {
+		// A quoted echo request (ping or traceroute -I to somewhere
+		// unreachable): its flow is keyed by identifier, as in parse.
+		__u8 hdr[8];
+
+		if (bpf_skb_load_bytes(skb, l4off, hdr, sizeof(hdr)) || hdr[0] != (p->family == FAMILY_IPV4 ? 8 : 128))
+			return;
+		__builtin_memcpy(&p->q_sport, &hdr[4], 2);
+		p->q_dport = p->q_sport;
+		p->q_echo = 1;
+		p->icmp_quote = 1;
+		return;
 	}
 	if (!is_tracked(p->q_proto) || bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)))
 		return;
@@ -840,6 +855,7 @@ static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 gen
 	struct ct_key k = {
 		.family = p->family,
 		.proto = p->q_proto,
+		.echo = p->q_echo,
 		.sport = p->q_sport,
 		.dport = p->q_dport,
 	};
