@@ -16,24 +16,30 @@ const (
 
 // Audit judges a loaded set against PCI-DSS v4.0 and returns its errors and
 // warnings (see "Findings" in the package documentation), sorted by file,
-// document and line, host-level findings last. With hostLabels nil no host
-// is assumed: only the policies and the CDE hosts their selectors name are
-// judged. Otherwise the host with these labels is judged too, and
-// HostWarnings and the remote administration check are added.
+// document and line, host-level findings last. The CDE hosts judged are
+// those the selectors requiring pci-env: cde name (cdeHosts) and, when
+// hostLabels names a CDE host, that host too. With hostLabels not nil,
+// HostWarnings for that host are added.
 func (s *Set) Audit(hostLabels map[string]string) []*Finding {
 	a := &auditor{
-		set: s, labels: hostLabels, cdeHost: hostLabels != nil && hostLabels["pci-env"] == "cde",
+		set: s, labels: hostLabels,
 		lines: newFieldLines(s.Files), rules: make(map[ruleID]*auditRule), seen: make(map[string]bool),
 	}
+	a.hosts = a.cdeHosts()
 	for _, p := range s.Policies {
 		a.policy(p)
 	}
-	for _, host := range a.cdeHosts() {
-		a.exposure(host)
+	for _, h := range a.hosts {
+		a.exposure(h.labels)
 	}
 	if hostLabels != nil {
 		a.out = append(a.out, s.HostWarnings(hostLabels)...)
-		a.remoteAdministration()
+	}
+	for _, h := range a.hosts {
+		if !h.named { // HostWarnings judged the named host
+			a.ungoverned(h)
+		}
+		a.remoteAdministration(h)
 	}
 	rank := make(map[string]int, len(s.Files))
 	for i, f := range s.Files {
@@ -50,19 +56,21 @@ func (s *Set) Audit(hostLabels map[string]string) []*Finding {
 }
 
 type auditor struct {
-	set     *Set
-	labels  map[string]string
-	cdeHost bool // labels name a CDE host
-	lines   *fieldLines
-	rules   map[ruleID]*auditRule
-	seen    map[string]bool // exposure findings already made
-	out     []*Finding
+	set    *Set
+	labels map[string]string // the host --labels names; nil for none
+	hosts  []cdeHost         // the CDE hosts judged (cdeHosts)
+	lines  *fieldLines
+	rules  map[ruleID]*auditRule
+	seen   map[string]bool // findings already made, for those several hosts share
+	out    []*Finding
 }
 
-// isCDE reports whether p is a CDE policy: its selector requires
-// pci-env: cde, or it applies to the CDE host --labels names.
+// isCDE reports whether p is a CDE policy: one that applies to some CDE
+// host the audit judges. A selector requiring pci-env: cde always does; an
+// empty one, or one naming other labels of a CDE host, does too, since
+// its rules are enforced there and the exposure checks count them.
 func (a *auditor) isCDE(p *Policy) bool {
-	return p.Spec.PodSelector.MatchLabels["pci-env"] == "cde" || a.cdeHost && p.Selects(a.labels)
+	return slices.ContainsFunc(a.hosts, func(h cdeHost) bool { return p.Selects(h.labels) })
 }
 
 // at is a finding of check c about field of policy p; line is used when
@@ -287,16 +295,42 @@ func admitsPort(r *Rule, proto Protocol, port uint16) bool {
 	return false
 }
 
+// ungoverned warns, for a CDE host inferred from a selector, about each
+// direction no applying policy governs; it points at that selector.
+// When the selector also selects the CDE host --labels names and that host
+// leaves the direction ungoverned too, HostWarnings has said so: a host
+// with fewer labels gets no more policies, so it is the same gap, and one
+// finding is made of it.
+func (a *auditor) ungoverned(h cdeHost) {
+	var reported [2]bool // by HostWarnings
+	if a.labels["pci-env"] == "cde" && h.selector.Selects(a.labels) {
+		named := a.set.Governed(a.labels)
+		for _, d := range directions {
+			reported[d] = !named[d]
+		}
+	}
+	gov := a.set.Governed(h.labels)
+	for _, d := range directions {
+		if gov[d] || reported[d] {
+			continue
+		}
+		c := byDirection(d, checkUngovernedIngress, checkUngovernedEgress)
+		a.add(a.at(c, h.selector, "spec.podSelector", h.selector.Source.Line,
+			"%s of a host labelled only %s, which this selector selects, is governed by no applying policy "+
+				"and is not filtered (PCI-DSS Req %s); list %s in the policyTypes of this or another policy "+
+				"selecting such a host, with rules for the %s traffic it needs",
+			d, FormatLabels(h.labels), c.requirement, policyTypeName(d), d))
+	}
+}
+
 // remoteAdministration warns when a CDE host's governed ingress admits SSH
 // from no address at all: whoever applies the set would lock themselves
 // out, and a host nobody can reach over SSH gets administered some less
-// controlled way.
-func (a *auditor) remoteAdministration() {
-	if !a.cdeHost {
-		return
-	}
+// controlled way. Hosts that would be cut at the same place share one
+// finding, which names the first of them (the named host, if it is one).
+func (a *auditor) remoteAdministration(h cdeHost) {
 	var first *Policy
-	for _, p := range a.set.Applying(a.labels) {
+	for _, p := range a.set.Applying(h.labels) {
 		if !p.Governs(Ingress) {
 			continue
 		}
@@ -310,7 +344,16 @@ func (a *auditor) remoteAdministration() {
 		}
 	}
 	if first == nil {
-		return // ungoverned: HostWarnings says so
+		return // ungoverned: its own warning says so
+	}
+	key := checkSSH.name + "\x00" + first.Key()
+	if a.seen[key] {
+		return
+	}
+	a.seen[key] = true
+	host := "labelled " + FormatLabels(h.labels)
+	if !h.named {
+		host = "labelled only " + FormatLabels(h.labels)
 	}
 	// Without an ingress key, point at policyTypes or spec: where the
 	// rule would go.
@@ -318,8 +361,8 @@ func (a *auditor) remoteAdministration() {
 	line := a.lines.line(src.File, src.Doc, "spec", src.Line)
 	line = a.lines.line(src.File, src.Doc, "spec.policyTypes", line)
 	a.add(a.at(checkSSH, first, "spec.ingress", line,
-		"on a host labelled %s ingress is governed and no rule admits TCP 22 from any address: "+
+		"on a host %s ingress is governed and no rule admits TCP 22 from any address: "+
 			"remote administration over SSH would be cut; add a rule admitting TCP 22 from the "+
 			"management network or jump host, or ignore this if the host is administered another way",
-		FormatLabels(a.labels)))
+		host))
 }

@@ -11,9 +11,10 @@ import (
 
 // The exposure checks (cde-open-*, cde-public-*) ask, per CDE host,
 // direction and address family, which ports the peers of every applying
-// rule together open to the whole family. Addresses are handled as sorted
-// ranges, so the answer depends on the address space covered, never on how
-// the cidrs are written.
+// rule together open to the whole family, and which to all or nearly all
+// of its public space (audit_public_space.go). Addresses are handled as
+// sorted ranges, so the answer depends on the address space covered, never
+// on how the cidrs are written.
 
 // addrRange is an inclusive range of addresses of one family.
 type addrRange struct{ lo, hi netip.Addr }
@@ -188,11 +189,48 @@ func (r *auditRule) field() string {
 	return path + ".from"
 }
 
-// exposed is what a set of rules opens to a whole address family.
+// space is the addresses an exposure is judged against.
+type space uint8
+
+const (
+	spaceFamily       space = iota // every address of the family
+	spacePublic                    // every public address (audit_public_space.go)
+	spaceNearlyPublic              // all but at most nearlyAll public addresses
+)
+
+// spaces are the spaces a finding can claim, the strongest claim first.
+// Each covers less than the one before, so rules exposing a port to one
+// expose it to every later one.
+var spaces = [...]space{spaceFamily, spacePublic, spaceNearlyPublic}
+
+// covered reports whether ranges of family fam, in any order, cover s.
+func (s space) covered(rs []addrRange, fam int) bool {
+	switch s {
+	case spacePublic:
+		return coversPublic(rs, fam, uint128{})
+	case spaceNearlyPublic:
+		return coversPublic(rs, fam, nearlyAll[fam])
+	}
+	return covers(rs, fam)
+}
+
+// addresses says what an exposure of s reaches, with a %s for the
+// families.
+func (s space) addresses() string {
+	switch s {
+	case spacePublic:
+		return "every public %s address"
+	case spaceNearlyPublic:
+		return "nearly every public %s address"
+	}
+	return "every %s address"
+}
+
+// exposed is what a set of rules opens to a space of an address family.
 type exposed struct {
 	anyProto bool                            // every port of every protocol
 	every    [len(portProtocols)]bool        // every port of a protocol
-	ports    [len(portProtocols)][]portRange // the ports open to the family
+	ports    [len(portProtocols)][]portRange // the ports open to the space
 }
 
 func (e *exposed) open() bool { return e.anyProto || slices.Contains(e.every[:], true) }
@@ -201,12 +239,15 @@ func (e *exposed) public() bool {
 	return slices.ContainsFunc(e.ports[:], func(p []portRange) bool { return len(p) > 0 })
 }
 
-// exposure computes what rules open to every address of family fam. Per
+// sameOpen reports whether e and f open every port of the same protocols.
+func (e *exposed) sameOpen(f exposed) bool { return e.anyProto == f.anyProto && e.every == f.every }
+
+// exposure computes what rules open to space sp of family fam. Per
 // protocol it sweeps 1-65535, cut at every range boundary of the rules,
 // keeping the set of rules admitting the current piece, and asks whether
-// they cover the family each time that set changes. A protocol whose rules
-// together do not cover the family at all costs one pass over its ranges.
-func exposure(rules []*auditRule, fam int) exposed {
+// they cover the space each time that set changes. A protocol whose rules
+// together do not cover the space at all costs one pass over its ranges.
+func exposure(rules []*auditRule, fam int, sp space) exposed {
 	var e exposed
 	var anyProto []addrRange
 	for _, r := range rules {
@@ -214,25 +255,25 @@ func exposure(rules []*auditRule, fam int) exposed {
 			anyProto = append(anyProto, r.addrs[fam]...)
 		}
 	}
-	e.anyProto = covers(anyProto, fam)
+	e.anyProto = sp.covered(anyProto, fam)
 	type event struct {
 		at  int // a port, or 65536 past the last
 		add bool
 		r   *auditRule
 	}
 	for pi := range portProtocols {
-		var all []addrRange
+		var addrs []addrRange
 		var events []event
 		for _, r := range rules {
 			if len(r.ports[pi]) == 0 {
 				continue
 			}
-			all = append(all, r.addrs[fam]...)
+			addrs = append(addrs, r.addrs[fam]...)
 			for _, pr := range r.ports[pi] {
 				events = append(events, event{int(pr.lo), true, r}, event{int(pr.hi) + 1, false, r})
 			}
 		}
-		if !covers(all, fam) {
+		if !sp.covered(addrs, fam) {
 			continue
 		}
 		slices.SortFunc(events, func(x, y event) int { return cmp.Compare(x.at, y.at) })
@@ -246,7 +287,7 @@ func exposure(rules []*auditRule, fam int) exposed {
 					delete(active, events[i].r)
 				}
 			}
-			if at <= 65535 && coveredBy(active, fam) {
+			if at <= 65535 && coveredBy(active, fam, sp) {
 				next := 65536
 				if i < len(events) {
 					next = events[i].at
@@ -260,8 +301,8 @@ func exposure(rules []*auditRule, fam int) exposed {
 	return e
 }
 
-// coveredBy reports whether the rules together admit every address of fam.
-func coveredBy(rules map[*auditRule]bool, fam int) bool {
+// coveredBy reports whether the rules together cover space sp of fam.
+func coveredBy(rules map[*auditRule]bool, fam int, sp space) bool {
 	var rs []addrRange
 	for r := range rules {
 		if r.whole[fam] {
@@ -269,7 +310,7 @@ func coveredBy(rules map[*auditRule]bool, fam int) bool {
 		}
 		rs = append(rs, r.addrs[fam]...)
 	}
-	return covers(rs, fam)
+	return sp.covered(rs, fam)
 }
 
 // subtractPorts is the ports of a not in b; both merged.
@@ -293,24 +334,32 @@ func subtractPorts(a, b []portRange) []portRange {
 	return out
 }
 
+// cdeHost is a host of the cardholder data environment the audit judges:
+// the host --labels names (named), or one inferred from a selector, which
+// carries exactly that selector's labels. selector is then the first
+// policy with that selector, where findings about the host point.
+type cdeHost struct {
+	labels   map[string]string
+	named    bool
+	selector *Policy
+}
+
 // cdeHosts are the CDE hosts the set describes: the host --labels names
 // when it is one, and for each selector requiring pci-env: cde the host
-// carrying exactly its labels.
-func (a *auditor) cdeHosts() []map[string]string {
-	var hosts []map[string]string
+// carrying exactly its labels, each once. An inferred host is the one
+// its selector selects that gets the fewest policies.
+func (a *auditor) cdeHosts() []cdeHost {
+	var hosts []cdeHost
 	seen := make(map[string]bool)
-	add := func(labels map[string]string) {
-		if k := FormatLabels(labels); !seen[k] {
-			seen[k] = true
-			hosts = append(hosts, labels)
-		}
-	}
-	if a.cdeHost {
-		add(a.labels)
+	if a.labels["pci-env"] == "cde" {
+		seen[FormatLabels(a.labels)] = true
+		hosts = append(hosts, cdeHost{labels: a.labels, named: true})
 	}
 	for _, p := range a.set.Policies {
-		if sel := p.Spec.PodSelector.MatchLabels; sel["pci-env"] == "cde" {
-			add(sel)
+		sel := p.Spec.PodSelector.MatchLabels
+		if k := FormatLabels(sel); sel["pci-env"] == "cde" && !seen[k] {
+			seen[k] = true
+			hosts = append(hosts, cdeHost{labels: sel, selector: p})
 		}
 	}
 	return hosts
@@ -320,6 +369,7 @@ func (a *auditor) cdeHosts() []map[string]string {
 type exposureFinding struct {
 	check check
 	rules []*auditRule // the first is where the finding points
+	addrs string       // space.addresses: "every %s address", ...
 	what  string       // "on every TCP port", "on TCP 443"
 }
 
@@ -341,7 +391,7 @@ func (a *auditor) exposure(host map[string]string) {
 			found[fam] = judge(rules, d, fam)
 		}
 		if f4, f6 := found[ipv4], found[ipv6]; f4 != nil && f6 != nil && f4.check == f6.check &&
-			f4.what == f6.what && slices.Equal(f4.rules, f6.rules) {
+			f4.addrs == f6.addrs && f4.what == f6.what && slices.Equal(f4.rules, f6.rules) {
 			a.emit(d, "IPv4 and IPv6", f4)
 			continue
 		}
@@ -354,7 +404,11 @@ func (a *auditor) exposure(host map[string]string) {
 }
 
 // judge returns what the rules of direction d open to family fam, if
-// anything is worth a finding.
+// anything is worth a finding. Whether there is one is decided on the
+// loosest space, nearly all of the public addresses; the finding then
+// claims the strongest space it still holds for (spaces), so 0.0.0.0/0
+// reads "every IPv4 address", 0.0.0.0/0 except 10.0.0.0/8 "every public
+// IPv4 address".
 func judge(rules []*auditRule, d Direction, fam int) *exposureFinding {
 	var cands []*auditRule
 	for _, r := range rules {
@@ -362,19 +416,23 @@ func judge(rules []*auditRule, d Direction, fam int) *exposureFinding {
 			cands = append(cands, r)
 		}
 	}
-	full := exposure(cands, fam)
-	if full.open() {
-		same := func(rs []*auditRule) bool {
-			e := exposure(rs, fam)
-			return e.anyProto == full.anyProto && e.every == full.every
+	loose := exposure(cands, fam, spaceNearlyPublic)
+	if loose.open() {
+		opens := func(sp space) func([]*auditRule) bool {
+			return func(rs []*auditRule) bool {
+				e := exposure(rs, fam, sp)
+				return e.sameOpen(loose)
+			}
 		}
+		sp := strongest(func(sp space) bool { return opens(sp)(cands) })
 		return &exposureFinding{
 			check: byDirection(d, checkOpenIngress, checkOpenEgress),
-			rules: fewest(nil, widestFirst(cands, fam), same),
-			what:  describeOpen(full),
+			rules: fewest(nil, widestFirst(cands, fam), opens(sp)),
+			addrs: sp.addresses(),
+			what:  describeOpen(loose),
 		}
 	}
-	if !full.public() {
+	if !loose.public() {
 		return nil
 	}
 	var just, unjust []*auditRule
@@ -385,16 +443,25 @@ func judge(rules []*auditRule, d Direction, fam int) *exposureFinding {
 			unjust = append(unjust, r)
 		}
 	}
-	byJust := exposure(just, fam)
-	var target [len(portProtocols)][]portRange
-	for pi := range target {
-		target[pi] = subtractPorts(full.ports[pi], byJust.ports[pi])
+	// unjustified is, per protocol, the ports the rules open to sp that
+	// the justified policies alone do not.
+	unjustified := func(sp space) (t [len(portProtocols)][]portRange) {
+		all, byJust := exposure(cands, fam, sp), exposure(just, fam, sp)
+		for pi := range t {
+			t[pi] = subtractPorts(all.ports[pi], byJust.ports[pi])
+		}
+		return t
 	}
+	target := unjustified(spaceNearlyPublic)
 	if !slices.ContainsFunc(target[:], func(p []portRange) bool { return len(p) > 0 }) {
 		return nil // every public port is a justified public service
 	}
+	sp := strongest(func(sp space) bool {
+		t := unjustified(sp)
+		return slices.EqualFunc(t[:], target[:], slices.Equal)
+	})
 	reaches := func(rs []*auditRule) bool {
-		e := exposure(rs, fam)
+		e := exposure(rs, fam, sp)
 		for pi := range target {
 			if len(subtractPorts(target[pi], e.ports[pi])) > 0 {
 				return false
@@ -409,8 +476,20 @@ func judge(rules []*auditRule, d Direction, fam int) *exposureFinding {
 	return &exposureFinding{
 		check: byDirection(d, checkPublicIngress, checkPublicEgress),
 		rules: blame,
+		addrs: sp.addresses(),
 		what:  "on " + describePorts(target),
 	}
+}
+
+// strongest is the first of spaces for which holds is true; it must hold
+// for the last.
+func strongest(holds func(space) bool) space {
+	for _, sp := range spaces[:len(spaces)-1] {
+		if holds(sp) {
+			return sp
+		}
+	}
+	return spaces[len(spaces)-1]
 }
 
 // widestFirst orders rules by the addresses of fam they admit, then by the
@@ -533,14 +612,15 @@ func (a *auditor) emit(d Direction, families string, f *exposureFinding) {
 	if d == Egress {
 		verb, need = "reaches", "the peers the CDE needs to reach, on the ports it needs"
 	}
+	addrs := fmt.Sprintf(f.addrs, families)
 	var msg string
 	if f.check.level == LevelError {
-		msg = fmt.Sprintf("CDE %s %s every %s address %s%s; list only %s",
-			d, verb, families, f.what, how, need)
+		msg = fmt.Sprintf("CDE %s %s %s %s%s; list only %s",
+			d, verb, addrs, f.what, how, need)
 	} else {
-		msg = fmt.Sprintf("CDE %s %s every %s address %s%s, as a public service would; if that is intended, "+
+		msg = fmt.Sprintf("CDE %s %s %s %s%s, as a public service would; if that is intended, "+
 			"record why in a %s annotation, otherwise list only %s",
-			d, verb, families, f.what, how, JustificationAnnotation, need)
+			d, verb, addrs, f.what, how, JustificationAnnotation, need)
 	}
 	key := f.check.name + "\x00" + first.field() + "\x00" + first.pol.Key() + "\x00" + msg
 	if a.seen[key] {

@@ -57,6 +57,7 @@ func TestInvalidExamplesFailWithTheirMistake(t *testing.T) {
 		{"ignored-egress.yaml", 15, "spec.egress", "1.2.1", "egress rules have no effect because policyTypes does not list Egress"},
 		{"duplicate-name.yaml", 12, "metadata.name", "1.2.1", `policy "same" is already defined in`},
 		{"cde-open-ingress.yaml", 16, "spec.ingress[0].from", "1.3.1", "CDE ingress admits every IPv4 address on every port of every protocol through these peers"},
+		{"cde-nearly-open-ingress.yaml", 18, "spec.ingress[0].from", "1.3.1", "CDE ingress admits every public IPv4 address on every port of every protocol through these peers"},
 	}
 	files, _ := filepath.Glob("../examples/invalid/*.yaml")
 	if len(files) != len(tests) {

@@ -17,20 +17,22 @@
 //	port                    error    1.2.5   a protocol other than TCP, UDP, SCTP; a port outside
 //	                                         1-65535; a named port; endPort without port or below it
 //	cde-open-ingress        error    1.3.1   CDE ingress peers that together admit a whole address
-//	                                         family on every port of a protocol
+//	                                         family, or all or nearly all of its public addresses,
+//	                                         on every port of a protocol
 //	cde-open-egress         error    1.3.2   the same for egress
 //	cde-public-ingress      warning  1.4.2   CDE ingress peers that together admit a whole address
-//	                                         family on some ports, with no justification
+//	                                         family, or all or nearly all of its public addresses,
+//	                                         on some ports, with no justification
 //	cde-public-egress       warning  1.3.2   the same for egress
 //	cde-every-port          warning  1.2.5   a CDE rule that allows every port of a protocol
 //	insecure-service        warning  1.2.6   a rule admitting a port of a cleartext service, with no
 //	                                         justification
 //	cde-pci-dss-annotation  warning  12.5.2  a CDE policy with no annotation key starting "pci-dss"
 //	host-no-policy          warning  1.2.1   with --labels: no policy applies to the host
-//	cde-ungoverned-ingress  warning  1.3.1   with --labels naming a CDE host: no policy governs ingress
-//	cde-ungoverned-egress   warning  1.3.2   with --labels naming a CDE host: no policy governs egress
-//	cde-ssh-cut             warning  1.2.5   with --labels naming a CDE host: ingress is governed and
-//	                                         no rule admits TCP 22 from any address
+//	cde-ungoverned-ingress  warning  1.3.1   a CDE host whose ingress no applying policy governs
+//	cde-ungoverned-egress   warning  1.3.2   a CDE host whose egress no applying policy governs
+//	cde-ssh-cut             warning  1.2.5   a CDE host whose ingress is governed and admits TCP 22
+//	                                         from no address
 //
 // Why these requirements: 1.2.1 asks that rulesets be defined and
 // implemented, and a document that could be read two ways, or a name that
@@ -45,24 +47,50 @@
 // identify every segmentation control: the pci-dss annotation is where a
 // policy says which requirement it implements.
 //
-// A CDE policy is one whose podSelector requires pci-env: cde, or, when
-// --labels names a CDE host (pci-env=cde), one that applies to that host.
+// The CDE hosts judged are the ones the set names. The set does not say
+// which hosts exist, so each selector requiring pci-env: cde stands for the
+// host carrying exactly its labels — the fewest policies any host it
+// selects gets; when --labels names a CDE host (pci-env=cde), that host is
+// judged too. A CDE policy is one that applies to some CDE host judged: a
+// selector requiring pci-env: cde, but also an empty selector, or one
+// requiring other labels of such a host, whenever there is one.
+//
+// cde-ungoverned-* and cde-ssh-cut judge every CDE host. For the host
+// --labels names the ungoverned warnings are host-level (HostWarnings, also
+// logged by enforce); for a host inferred from a selector they point at
+// that selector, unless the selector also selects the named host and that
+// host leaves the same direction ungoverned: a host with fewer labels gets
+// no more policies, so that is the same gap, reported once. cde-ssh-cut
+// points at the first policy governing the host's ingress, once for all
+// hosts that would be cut there.
 //
 // Exposure (cde-open-*, cde-public-*) is judged per CDE host, direction and
 // address family, on the peers of every policy applying to that host
 // together: the union a host enforces, not each policy alone, and not peers
-// of policies that never apply to one host together. Without --labels the
-// set does not say which hosts exist, so each CDE selector stands for the
-// host carrying exactly its labels — the fewest policies any host it
-// selects gets; with --labels the named CDE host is judged too. The
-// judgement is on address space, not strings: 0.0.0.0/1 with 128.0.0.0/1
-// is the whole of IPv4, ::/1 with 8000::/1 the whole of IPv6, 0.0.0.0/0
-// except 10.0.0.0/8 is not the whole of IPv4, and a rule without peers
-// admits every address of both families. Ports are combined the same way,
-// per protocol, over entries and rules; "every port" is 1-65535 (a rule
-// without ports admits every port of every protocol). A finding names the
-// widest peer list that takes part and the other rules needed to complete
-// the family.
+// of policies that never apply to one host together. The judgement is on
+// address space, not strings: 0.0.0.0/1 with 128.0.0.0/1 is the whole of
+// IPv4, ::/1 with 8000::/1 the whole of IPv6, and a rule without peers
+// admits every address of both families. Peers need not cover the whole
+// family to expose the CDE to the internet: 0.0.0.0/0 except 10.0.0.0/8,
+// or except one /32, still admits every host on the internet, and so does
+// 2000::/3, from which all global IPv6 unicast addresses are assigned.
+// So exposure is also judged against a family's public addresses: its
+// unicast space less the ranges the IANA special-purpose registries mark
+// not globally reachable (private use, loopback, link-local, shared
+// address space, documentation, benchmarking, multicast, reserved; for
+// IPv6 everything outside 2000::/3, and the documentation and IETF
+// protocol blocks inside it). Peers count as exposing a port when they
+// leave out at most one regional-registry block of public addresses, a /8
+// of IPv4 or a /12 of IPv6: under 0.5% of either public space. A
+// blocklist (everything but some known-bad hosts or networks) leaves out
+// far less and is caught; a list of the peers a CDE host really talks to
+// leaves out nearly everything and is not. A finding says which it saw:
+// "every IPv4 address", "every public IPv4 address" or "nearly every
+// public IPv4 address".
+// Ports are combined the same way, per protocol, over entries and rules;
+// "every port" is 1-65535 (a rule without ports admits every port of every
+// protocol). A finding names the widest peer list that takes part and the
+// other rules needed to complete the space.
 //
 // The annotation pci-segment/justification, with a non-blank value,
 // records why a policy exposes a public service or uses an insecure one:

@@ -43,7 +43,9 @@ var (
 	msgSSH = "on a host labelled pci-env=cde ingress is governed and no rule admits TCP 22 from any address: " +
 		"remote administration over SSH would be cut; add a rule admitting TCP 22 from the management network " +
 		"or jump host, or ignore this if the host is administered another way"
-	msgPublic = "CDE ingress admits every IPv4 address on TCP 23, 443 through these peers, as a public service would; " +
+	// Without --labels naming it, the host the selector names is judged.
+	msgSSHInferred = strings.Replace(msgSSH, "labelled pci-env=cde", "labelled only pci-env=cde", 1)
+	msgPublic      = "CDE ingress admits every IPv4 address on TCP 23, 443 through these peers, as a public service would; " +
 		"if that is intended, record why in a pci-segment/justification annotation, otherwise list only the peers " +
 		"that need to reach the CDE, on the ports they need"
 	msgTelnet = "TCP 23 admits telnet (TCP 23), an insecure cleartext service; use SSH instead, " +
@@ -104,6 +106,7 @@ func TestRunValidateJSONRoundTripsAndMatches(t *testing.T) {
 			name: "valid, with warnings", paths: []string{web}, code: ExitValid, valid: true,
 			warnings: []row{
 				{web, 3, 1, "metadata.annotations", "warning", "12.5.2", msgAnnotation},
+				{web, 9, 1, "spec.ingress", "warning", "1.2.5", msgSSHInferred},
 				{web, 10, 1, "spec.ingress[0].from", "warning", "1.4.2", msgPublic},
 				{web, 11, 1, "spec.ingress[0].ports[1]", "warning", "1.2.6", msgTelnet},
 			},
@@ -130,6 +133,7 @@ func TestRunValidateJSONRoundTripsAndMatches(t *testing.T) {
 			name: "no policy selects the host", paths: []string{web}, labels: "role=web", code: ExitValid, valid: true,
 			warnings: []row{
 				{web, 3, 1, "metadata.annotations", "warning", "12.5.2", msgAnnotation},
+				{web, 9, 1, "spec.ingress", "warning", "1.2.5", msgSSHInferred},
 				{web, 10, 1, "spec.ingress[0].from", "warning", "1.4.2", msgPublic},
 				{web, 11, 1, "spec.ingress[0].ports[1]", "warning", "1.2.6", msgTelnet},
 				{"", 0, 0, "labels role=web", "warning", "1.2.1", "no policy selects these labels, so such a host filters nothing; " +
