@@ -34,6 +34,7 @@ const (
 	TypePolicyWarning   = "policy_warning"
 	TypeWorkerRestarted = "worker_restarted"
 	TypeLinkChanged     = "link_changed"
+	TypePolicyRejected  = "policy_rejected"
 )
 
 // Record is one audit entry. Seq, Time and Host are filled by the Writer.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -190,6 +191,18 @@ func TestWorkerRunsUnprivilegedOnEveryThread(t *testing.T) {
 	}
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	// Supplementary groups as initgroups gives them (and so `id -G` and
+	// systemd's User=): the primary group and any others of the account.
+	gids, err := u.GroupIds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantGroups []uint32
+	for _, g := range gids {
+		n, _ := strconv.ParseUint(g, 10, 32)
+		wantGroups = append(wantGroups, uint32(n))
+	}
+	slices.Sort(wantGroups)
 	threads, err := privilege.ReadThreads(workerPID)
 	if err != nil {
 		t.Fatal(err)
@@ -201,10 +214,10 @@ func TestWorkerRunsUnprivilegedOnEveryThread(t *testing.T) {
 		if !allIDs(th.UID, uint32(uid)) || !allIDs(th.GID, uint32(gid)) {
 			t.Errorf("thread %d: Uid %+v Gid %+v, want all four %d and %d", th.TID, th.UID, th.GID, uid, gid)
 		}
-		// The test account, like the production one, is in no other
-		// group; the worker must carry none of the loader's.
-		if len(th.Groups) != 0 {
-			t.Errorf("thread %d: supplementary groups %v, want the account's (none)", th.TID, th.Groups)
+		// The worker must carry exactly the account's groups, none of
+		// the loader's.
+		if got := slices.Sorted(slices.Values(th.Groups)); !slices.Equal(got, wantGroups) {
+			t.Errorf("thread %d: supplementary groups %v, want the account's %v", th.TID, th.Groups, wantGroups)
 		}
 		for name, v := range map[string]uint64{"CapInh": th.CapInh, "CapPrm": th.CapPrm, "CapEff": th.CapEff, "CapBnd": th.CapBnd, "CapAmb": th.CapAmb} {
 			if v != 0 {

@@ -4,21 +4,26 @@
 // a length cap. File descriptors travel with SCM_RIGHTS and only on the
 // message that expects them.
 //
-// The whole set (type, direction, payload, why it exists):
+// The whole set, which is the table specs below (W: worker, L: loader):
 //
-//	Hello     worker → loader  version                    refuse a worker built for another protocol
-//	Maps      loader → worker  map names + fds            the worker never creates maps or opens pins
-//	Applied   worker → loader  generation, set hash       the loader attaches only once a policy is live
-//	Alive     worker → loader  (none)                     the loader tells systemd's watchdog only what the worker confirms
-//	Reload    loader → worker  (none)                     SIGHUP reaches the loader, which systemd signals
-//	Event     loader → worker  kind, ifindex, count, text what the loader saw (restarts, links), for the audit log
-//	Listener  loader → worker  one listening socket fd    systemd's socket activation, handed through
+//	message   from  payload                      permitted in      at most     why it exists
+//	Hello     W     protocol version             greeting, once    -           refuse a worker built for another protocol
+//	Maps      L     next generation, map names,  -                 -           the worker never creates maps or opens pins, and
+//	                one fd per name                                            never chooses the generation it applies
+//	Applied   W     generation, set hash         applying, running 30/minute   the loader attaches only once a policy is live
+//	Refused   W     why, up to 512 bytes         running           30/minute   a reload the worker refused, so that the loader can
+//	                                                                           tell systemd the reload ended with the old policy
+//	Alive     W     none                         running           30/minute   the loader tells systemd's watchdog only what the worker confirms
+//	Reload    L     none                         -                 -           SIGHUP reaches the loader, which systemd signals
+//	Event     L     kind, ifindex, count, text   -                 -           what the loader saw (restarts, links), for the audit log
+//	Listener  L     one listening socket fd      -                 -           systemd's socket activation, handed through
 //
-// What the worker may send when is the loader's permit table (Permitted):
-// before anything, Hello, once; after the maps, Applied; then Applied with a
-// higher generation, or Alive. Anything else, of any type, a wrong length or
-// fds on a message that carries none is a protocol violation: the loader
-// kills the worker and starts another.
+// What the worker may send when is the loader's permit table, checked by a
+// Monitor: Hello once; after the maps, an Applied carrying exactly the
+// generation the Maps message named; then Applied with the next generation,
+// Refused or Alive, each within its rate. Anything else, of any type, a wrong
+// length or fds on a message that carries none is a protocol violation: the
+// loader kills the worker and starts another.
 package ipc
 
 import (
@@ -27,20 +32,27 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/mdlayher/socket"
 	"golang.org/x/sys/unix"
 )
 
 // Version of the protocol; both ends must agree exactly.
-const Version = 1
+const Version = 2
 
 // MaxMessage caps a message, header included.
 const MaxMessage = 4096
 
 // MaxFDs caps the descriptors one message may carry.
 const MaxFDs = 16
+
+// MaxText caps the text of Event and Refused.
+const MaxText = 512
+
+const headerLen = 4 // type uint16, payload length uint16
 
 // Type identifies a message.
 type Type uint16
@@ -53,24 +65,51 @@ const (
 	TypeReload   Type = 5
 	TypeEvent    Type = 6
 	TypeListener Type = 7
+	TypeRefused  Type = 8
 )
 
-var typeNames = map[Type]string{
-	TypeHello: "hello", TypeMaps: "maps", TypeApplied: "applied", TypeAlive: "alive",
-	TypeReload: "reload", TypeEvent: "event", TypeListener: "listener",
+// State is where the worker is in its conversation with the loader.
+type State uint8
+
+const (
+	StateGreeting State = iota // nothing received yet
+	StateApplying              // maps sent, no policy applied yet
+	StateRunning               // a policy is live
+)
+
+// spec is one row of the message table.
+type spec struct {
+	name       string
+	fromWorker bool
+	payload    [2]int // least and most payload bytes
+	fds        [2]int // least and most descriptors
+	// Worker messages: the states that permit it, the state it leads
+	// to, and how many may arrive in one rateWindow.
+	in   []State
+	next State
+	rate int
+}
+
+// rateWindow is the span the rate column counts in.
+const rateWindow = time.Minute
+
+var specs = map[Type]spec{
+	TypeHello:    {name: "hello", fromWorker: true, payload: [2]int{4, 4}, in: []State{StateGreeting}, next: StateApplying, rate: 1},
+	TypeMaps:     {name: "maps", payload: [2]int{9, MaxMessage - headerLen}, fds: [2]int{1, MaxFDs}},
+	TypeApplied:  {name: "applied", fromWorker: true, payload: [2]int{40, 40}, in: []State{StateApplying, StateRunning}, next: StateRunning, rate: 30},
+	TypeRefused:  {name: "refused", fromWorker: true, payload: [2]int{1, MaxText}, in: []State{StateRunning}, next: StateRunning, rate: 30},
+	TypeAlive:    {name: "alive", fromWorker: true, in: []State{StateRunning}, next: StateRunning, rate: 30},
+	TypeReload:   {name: "reload"},
+	TypeEvent:    {name: "event", payload: [2]int{9, 9 + MaxText}},
+	TypeListener: {name: "listener", fds: [2]int{1, 1}},
 }
 
 func (t Type) String() string {
-	if n, ok := typeNames[t]; ok {
-		return n
+	if s, ok := specs[t]; ok {
+		return s.name
 	}
 	return fmt.Sprintf("type(%d)", uint16(t))
 }
-
-// carriesFDs are the types whose messages hold descriptors.
-var carriesFDs = map[Type]bool{TypeMaps: true, TypeListener: true}
-
-const headerLen = 4 // type uint16, payload length uint16
 
 // Message is one of the types above.
 type Message interface {
@@ -82,16 +121,24 @@ type Hello struct {
 	Version uint32
 }
 
-// Maps hands the worker its map fds, each with the name it must have.
+// Maps hands the worker its map fds, each with the name it must have, and
+// the generation its first policy must carry.
 type Maps struct {
-	Names []string
-	FDs   []int
+	Generation uint64
+	Names      []string
+	FDs        []int
 }
 
 // Applied tells the loader a policy set is live in the maps.
 type Applied struct {
 	Generation uint64
 	SetHash    [32]byte
+}
+
+// Refused tells the loader a reload was refused and the policy in force
+// stays.
+type Refused struct {
+	Why string
 }
 
 // Alive says the worker's loops still run.
@@ -106,9 +153,6 @@ const (
 	EventLinkAttached    uint8 = 2 // Ifindex; Text: interface and direction
 	EventLinkDetached    uint8 = 3
 )
-
-// MaxEventText caps Event.Text.
-const MaxEventText = 512
 
 // Event is something the loader saw that belongs in the audit log.
 type Event struct {
@@ -126,6 +170,7 @@ type Listener struct {
 func (Hello) Type() Type    { return TypeHello }
 func (Maps) Type() Type     { return TypeMaps }
 func (Applied) Type() Type  { return TypeApplied }
+func (Refused) Type() Type  { return TypeRefused }
 func (Alive) Type() Type    { return TypeAlive }
 func (Reload) Type() Type   { return TypeReload }
 func (Event) Type() Type    { return TypeEvent }
@@ -183,10 +228,12 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, headerLen+len(payload))
-	binary.LittleEndian.PutUint16(buf[0:], uint16(m.Type()))
-	binary.LittleEndian.PutUint16(buf[2:], uint16(len(payload)))
-	copy(buf[headerLen:], payload)
+	if err := check(m.Type(), len(payload), len(fds)); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	buf := binary.LittleEndian.AppendUint16(nil, uint16(m.Type()))
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(payload)))
+	buf = append(buf, payload...)
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
@@ -208,26 +255,25 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 	}
 	fds, ferr := parseRights(oob[:oobn])
 	m, err := func() (Message, error) {
-		if ferr != nil {
+		switch {
+		case ferr != nil:
 			return nil, ferr
-		}
-		if n == 0 {
+		case n == 0:
 			return nil, errors.New("receive: peer closed the channel")
-		}
-		if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n > MaxMessage {
+		case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n > MaxMessage:
 			return nil, fmt.Errorf("receive: message over %d bytes or %d fds", MaxMessage, MaxFDs)
 		}
 		return decode(buf[:n], fds)
 	}()
 	if err != nil {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
+		closeAll(fds)
 		return nil, err
 	}
 	return m, nil
 }
 
+// parseRights takes the descriptors out of a control message the kernel
+// built; anything but SCM_RIGHTS is refused and its descriptors closed.
 func parseRights(oob []byte) ([]int, error) {
 	if len(oob) == 0 {
 		return nil, nil
@@ -247,12 +293,30 @@ func parseRights(oob []byte) ([]int, error) {
 		fds = append(fds, rights...)
 	}
 	if bad != nil {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
+		closeAll(fds)
 		return nil, bad
 	}
 	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// check holds a message's sizes against its row of specs.
+func check(t Type, payload, fds int) error {
+	s, ok := specs[t]
+	switch {
+	case !ok:
+		return fmt.Errorf("unknown message type %d", uint16(t))
+	case payload < s.payload[0] || payload > s.payload[1]:
+		return fmt.Errorf("%s: %d payload bytes, want %d to %d", t, payload, s.payload[0], s.payload[1])
+	case fds < s.fds[0] || fds > s.fds[1]:
+		return fmt.Errorf("%s: %d fds, want %d to %d", t, fds, s.fds[0], s.fds[1])
+	}
+	return nil
 }
 
 func encode(m Message) ([]byte, []int, error) {
@@ -260,34 +324,23 @@ func encode(m Message) ([]byte, []int, error) {
 	case Hello:
 		return binary.LittleEndian.AppendUint32(nil, m.Version), nil, nil
 	case Applied:
-		b := binary.LittleEndian.AppendUint64(nil, m.Generation)
-		return append(b, m.SetHash[:]...), nil, nil
+		return append(binary.LittleEndian.AppendUint64(nil, m.Generation), m.SetHash[:]...), nil, nil
+	case Refused:
+		return []byte(m.Why), nil, nil
 	case Alive, Reload:
 		return nil, nil, nil
 	case Event:
-		if len(m.Text) > MaxEventText {
-			return nil, nil, fmt.Errorf("encode event: text of %d bytes exceeds %d", len(m.Text), MaxEventText)
-		}
-		b := []byte{m.Kind}
-		b = binary.LittleEndian.AppendUint32(b, m.Ifindex)
+		b := binary.LittleEndian.AppendUint32([]byte{m.Kind}, m.Ifindex)
 		b = binary.LittleEndian.AppendUint32(b, m.Count)
 		return append(b, m.Text...), nil, nil
 	case Listener:
 		return nil, []int{m.FD}, nil
 	case Maps:
-		if len(m.Names) != len(m.FDs) || len(m.FDs) == 0 || len(m.FDs) > MaxFDs {
-			return nil, nil, fmt.Errorf("encode maps: %d names for %d fds (1..%d)", len(m.Names), len(m.FDs), MaxFDs)
+		if len(m.Names) != len(m.FDs) || slices.ContainsFunc(m.Names, func(n string) bool { return n == "" || strings.ContainsRune(n, 0) }) {
+			return nil, nil, fmt.Errorf("encode maps: %d names for %d fds, none empty or holding NUL", len(m.Names), len(m.FDs))
 		}
-		for _, n := range m.Names {
-			if n == "" || strings.ContainsRune(n, 0) {
-				return nil, nil, fmt.Errorf("encode maps: bad map name %q", n)
-			}
-		}
-		p := []byte(strings.Join(m.Names, "\x00"))
-		if headerLen+len(p) > MaxMessage {
-			return nil, nil, fmt.Errorf("encode maps: names exceed %d bytes", MaxMessage)
-		}
-		return p, m.FDs, nil
+		b := binary.LittleEndian.AppendUint64(nil, m.Generation)
+		return append(b, strings.Join(m.Names, "\x00")...), m.FDs, nil
 	}
 	return nil, nil, fmt.Errorf("encode: unknown message %T", m)
 }
@@ -297,53 +350,38 @@ func decode(b []byte, fds []int) (Message, error) {
 		return nil, fmt.Errorf("decode: %d-byte message is shorter than its header", len(b))
 	}
 	t := Type(binary.LittleEndian.Uint16(b[0:]))
-	plen := int(binary.LittleEndian.Uint16(b[2:]))
 	p := b[headerLen:]
-	if plen != len(p) {
+	if plen := int(binary.LittleEndian.Uint16(b[2:])); plen != len(p) {
 		return nil, fmt.Errorf("decode %s: header says %d payload bytes, got %d", t, plen, len(p))
 	}
-	if !carriesFDs[t] && len(fds) > 0 {
-		return nil, fmt.Errorf("decode %s: carries %d unexpected fds", t, len(fds))
+	if err := check(t, len(p), len(fds)); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
 	}
 	switch t {
 	case TypeHello:
-		if len(p) != 4 {
-			return nil, fmt.Errorf("decode hello: %d payload bytes, want 4", len(p))
-		}
 		return Hello{Version: binary.LittleEndian.Uint32(p)}, nil
 	case TypeApplied:
-		if len(p) != 8+32 {
-			return nil, fmt.Errorf("decode applied: %d payload bytes, want 40", len(p))
-		}
 		a := Applied{Generation: binary.LittleEndian.Uint64(p)}
 		copy(a.SetHash[:], p[8:])
 		return a, nil
-	case TypeAlive, TypeReload:
-		if len(p) != 0 {
-			return nil, fmt.Errorf("decode %s: %d payload bytes, want none", t, len(p))
-		}
-		if t == TypeAlive {
-			return Alive{}, nil
-		}
+	case TypeRefused:
+		return Refused{Why: string(p)}, nil
+	case TypeAlive:
+		return Alive{}, nil
+	case TypeReload:
 		return Reload{}, nil
 	case TypeEvent:
-		if len(p) < 9 || len(p) > 9+MaxEventText {
-			return nil, fmt.Errorf("decode event: %d payload bytes, want 9 to %d", len(p), 9+MaxEventText)
-		}
 		return Event{Kind: p[0], Ifindex: binary.LittleEndian.Uint32(p[1:]), Count: binary.LittleEndian.Uint32(p[5:]), Text: string(p[9:])}, nil
 	case TypeListener:
-		if len(p) != 0 || len(fds) != 1 {
-			return nil, fmt.Errorf("decode listener: %d payload bytes and %d fds, want none and 1", len(p), len(fds))
-		}
 		return Listener{FD: fds[0]}, nil
 	case TypeMaps:
-		names := strings.Split(string(p), "\x00")
-		if len(p) == 0 || len(names) != len(fds) {
+		names := strings.Split(string(p[8:]), "\x00")
+		if len(names) != len(fds) {
 			return nil, fmt.Errorf("decode maps: %d names for %d fds", len(names), len(fds))
 		}
-		return Maps{Names: names, FDs: fds}, nil
+		return Maps{Generation: binary.LittleEndian.Uint64(p), Names: names, FDs: fds}, nil
 	}
-	return nil, fmt.Errorf("decode: unknown message type %d", uint16(t))
+	return nil, fmt.Errorf("decode: no decoder for %s", t)
 }
 
 // Expect receives one message and requires it to be of type t; anything else
@@ -365,45 +403,42 @@ func (c *Conn) Expect(ctx context.Context, t Type) (Message, error) {
 func CloseFDs(m Message) {
 	switch m := m.(type) {
 	case Maps:
-		for _, fd := range m.FDs {
-			unix.Close(fd)
-		}
+		closeAll(m.FDs)
 	case Listener:
 		unix.Close(m.FD)
 	}
 }
 
-// State is where the worker is in its conversation with the loader.
-type State uint8
-
-const (
-	StateGreeting State = iota // nothing received yet
-	StateApplying              // maps sent, no policy applied yet
-	StateRunning               // a policy is live
-)
-
-// Permitted is the loader's permit table: which message from the worker is
-// allowed in which state, and the state it leads to. A message not in the
-// row of the current state is a violation.
-var Permitted = map[State]map[Type]State{
-	StateGreeting: {TypeHello: StateApplying},
-	StateApplying: {TypeApplied: StateRunning},
-	StateRunning:  {TypeApplied: StateRunning, TypeAlive: StateRunning},
+// Permitted reports whether the worker may send t in state s.
+func Permitted(s State, t Type) bool {
+	row, ok := specs[t]
+	return ok && row.fromWorker && slices.Contains(row.in, s)
 }
 
-// Monitor checks the worker's messages against Permitted and the rules a
-// single message cannot show (the protocol version; generations that only
-// grow).
+// Monitor checks the worker's messages against the permit table and the
+// rules a single message cannot show: the protocol version, the exact
+// generation, the rates.
 type Monitor struct {
-	State      State
-	Generation uint64
+	State State
+	// Next is the generation the worker's next Applied must carry; the
+	// loader sets it from its own count, never from the worker.
+	Next   uint64
+	window time.Time
+	counts map[Type]int
 }
 
-// Accept advances the monitor with m, or says why m is a violation.
-func (mon *Monitor) Accept(m Message) error {
-	next, ok := Permitted[mon.State][m.Type()]
-	if !ok {
-		return fmt.Errorf("%s not permitted in state %d", m.Type(), mon.State)
+// Accept advances the monitor with m, received at now, or says why m is a
+// violation. A refused message leaves the monitor as it was.
+func (mon *Monitor) Accept(m Message, now time.Time) error {
+	t := m.Type()
+	if !Permitted(mon.State, t) {
+		return fmt.Errorf("%s not permitted in state %d", t, mon.State)
+	}
+	if now.Sub(mon.window) >= rateWindow || now.Before(mon.window) {
+		mon.window, mon.counts = now, map[Type]int{}
+	}
+	if mon.counts[t] >= specs[t].rate {
+		return fmt.Errorf("more than %d %s messages within %v", specs[t].rate, t, rateWindow)
 	}
 	switch m := m.(type) {
 	case Hello:
@@ -411,11 +446,12 @@ func (mon *Monitor) Accept(m Message) error {
 			return fmt.Errorf("worker speaks protocol %d, loader %d: binary mismatch", m.Version, Version)
 		}
 	case Applied:
-		if m.Generation <= mon.Generation {
-			return fmt.Errorf("applied generation %d does not follow %d", m.Generation, mon.Generation)
+		if m.Generation != mon.Next {
+			return fmt.Errorf("applied generation %d, the loader assigned %d", m.Generation, mon.Next)
 		}
-		mon.Generation = m.Generation
+		mon.Next++
 	}
-	mon.State = next
+	mon.counts[t]++
+	mon.State = specs[t].next
 	return nil
 }

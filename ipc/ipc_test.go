@@ -55,7 +55,7 @@ func TestMapsCarryDescriptors(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	if err := a.Send(ctx(t), Maps{Names: []string{"addr4", "ports"}, FDs: []int{int(r.Fd()), int(w.Fd())}}); err != nil {
+	if err := a.Send(ctx(t), Maps{Generation: 3, Names: []string{"addr4", "ports"}, FDs: []int{int(r.Fd()), int(w.Fd())}}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := b.Expect(ctx(t), TypeMaps)
@@ -63,7 +63,7 @@ func TestMapsCarryDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	mm := m.(Maps)
-	if strings.Join(mm.Names, ",") != "addr4,ports" || len(mm.FDs) != 2 {
+	if mm.Generation != 3 || strings.Join(mm.Names, ",") != "addr4,ports" || len(mm.FDs) != 2 {
 		t.Fatalf("got %+v", mm)
 	}
 	for _, fd := range mm.FDs {
@@ -109,9 +109,12 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 		{"unknown type", header(99, 0), nil, "unknown message type"},
 		{"length mismatch", append(header(TypeHello, 8), 1, 0, 0, 0), nil, "header says 8"},
 		{"hello wrong size", append(header(TypeHello, 2), 1, 0), nil, "want 4"},
-		{"fds on hello", append(header(TypeHello, 4), 1, 0, 0, 0), []int{int(r.Fd())}, "unexpected fds"},
+		{"fds on hello", append(header(TypeHello, 4), 1, 0, 0, 0), []int{int(r.Fd())}, "hello: 1 fds, want 0 to 0"},
 		{"oversized", append(header(TypeMaps, 5000), make([]byte, 5000)...), nil, "over 4096"},
-		{"maps names without fds", append(header(TypeMaps, 5), []byte("addr4")...), nil, "1 names for 0 fds"},
+		{"maps without fds", append(header(TypeMaps, 13), append(make([]byte, 8), "addr4"...)...), nil, "maps: 0 fds, want 1 to 16"},
+		{"maps names and fds disagree", append(header(TypeMaps, 13), append(make([]byte, 8), "a\x00b\x00c"...)...), []int{int(r.Fd())}, "3 names for 1 fds"},
+		{"refused without text", header(TypeRefused, 0), nil, "want 1 to 512"},
+		{"event text too long", append(header(TypeEvent, 9+513), make([]byte, 9+513)...), nil, "want 9 to 521"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,4 +156,97 @@ func TestFromFDRefusesOtherDescriptors(t *testing.T) {
 	if _, err := FromFD(int(r.Fd())); err == nil {
 		t.Fatal("a pipe was accepted as the IPC channel")
 	}
+}
+
+func TestRoundTripEveryType(t *testing.T) {
+	a, b := pair(t)
+	for _, m := range []Message{
+		Hello{Version: Version}, Applied{Generation: 1<<63 + 5}, Refused{Why: "policy.yaml: bad"}, Alive{}, Reload{},
+		Event{Kind: EventLinkAttached, Ifindex: 7, Count: 2, Text: strings.Repeat("x", MaxText)},
+	} {
+		if err := a.Send(ctx(t), m); err != nil {
+			t.Fatalf("send %s: %v", m.Type(), err)
+		}
+		got, err := b.Recv(ctx(t))
+		if err != nil {
+			t.Fatalf("receive %s: %v", m.Type(), err)
+		}
+		if got != m {
+			t.Errorf("got %+v, want %+v", got, m)
+		}
+	}
+	if err := a.Send(ctx(t), Event{Text: strings.Repeat("x", MaxText+1)}); err == nil {
+		t.Error("an event text over MaxText was sent")
+	}
+}
+
+// accept feeds a monitor messages at one instant, failing on refusal.
+func accept(t *testing.T, mon *Monitor, now time.Time, ms ...Message) {
+	t.Helper()
+	for _, m := range ms {
+		if err := mon.Accept(m, now); err != nil {
+			t.Fatalf("%s refused: %v", m.Type(), err)
+		}
+	}
+}
+
+func TestMonitorRequiresTheAssignedGeneration(t *testing.T) {
+	now := time.Unix(1000, 0)
+	mon := Monitor{Next: 5}
+	accept(t, &mon, now, Hello{Version: Version})
+	for _, g := range []uint64{4, 6, 1<<64 - 1, 0} {
+		before := mon
+		if err := mon.Accept(Applied{Generation: g}, now); err == nil || !strings.Contains(err.Error(), "assigned 5") {
+			t.Errorf("applied %d: err = %v, want a refusal naming 5", g, err)
+		}
+		if mon.State != before.State || mon.Next != before.Next {
+			t.Errorf("a refused applied moved the monitor to %+v", mon)
+		}
+	}
+	accept(t, &mon, now, Applied{Generation: 5}, Applied{Generation: 6}, Alive{})
+	if mon.Next != 7 || mon.State != StateRunning {
+		t.Errorf("monitor %+v, want next 7, running", mon)
+	}
+}
+
+func TestMonitorRefusesOutOfStateAndLoaderMessages(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		before []Message
+		m      Message
+	}{
+		{nil, Alive{}},
+		{nil, Applied{}},
+		{nil, Hello{Version: Version + 1}},
+		{[]Message{Hello{Version: Version}}, Hello{Version: Version}},
+		{[]Message{Hello{Version: Version}}, Refused{Why: "x"}},
+		{[]Message{Hello{Version: Version}}, Alive{}},
+		{[]Message{Hello{Version: Version}, Applied{}}, Maps{}},
+		{[]Message{Hello{Version: Version}, Applied{}}, Reload{}},
+		{[]Message{Hello{Version: Version}, Applied{}}, Event{}},
+		{[]Message{Hello{Version: Version}, Applied{}}, Listener{}},
+	} {
+		var mon Monitor
+		accept(t, &mon, now, tc.before...)
+		if err := mon.Accept(tc.m, now); err == nil {
+			t.Errorf("after %v, %s was accepted", tc.before, tc.m.Type())
+		}
+	}
+}
+
+func TestMonitorLimitsRates(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mon Monitor
+	accept(t, &mon, now, Hello{Version: Version}, Applied{})
+	for i := range specs[TypeAlive].rate {
+		if err := mon.Accept(Alive{}, now.Add(time.Duration(i)*time.Millisecond)); err != nil {
+			t.Fatalf("alive %d refused: %v", i, err)
+		}
+	}
+	if err := mon.Accept(Alive{}, now.Add(time.Second)); err == nil || !strings.Contains(err.Error(), "more than 30 alive") {
+		t.Fatalf("alive over the rate: err = %v", err)
+	}
+	// Other types count apart, and a new window starts afresh.
+	accept(t, &mon, now.Add(time.Second), Applied{Generation: 1})
+	accept(t, &mon, now.Add(rateWindow), Alive{})
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pci-segment/pci-segment/privilege"
 )
 
 // MinKernel is the oldest kernel with tcx.
@@ -54,20 +56,10 @@ func parseRelease(r string) (int, int, error) {
 // requiredCaps are what the loader uses: load and attach eBPF (BPF,
 // NET_ADMIN, PERFMON for the verifier's pointer arithmetic), start the worker
 // as another user with an empty bounding set (SETUID, SETGID, SETPCAP), give
-// it its audit directory (CHOWN) and signal it (KILL).
-var requiredCaps = []struct {
-	name string
-	bit  uint
-}{
-	{"cap_bpf", unix.CAP_BPF},
-	{"cap_net_admin", unix.CAP_NET_ADMIN},
-	{"cap_perfmon", unix.CAP_PERFMON},
-	{"cap_setuid", unix.CAP_SETUID},
-	{"cap_setgid", unix.CAP_SETGID},
-	{"cap_setpcap", unix.CAP_SETPCAP},
-	{"cap_chown", unix.CAP_CHOWN},
-	{"cap_kill", unix.CAP_KILL},
-}
+// it its audit directory (CHOWN) and signal it (KILL). Nothing else: this is
+// the bounding set the hardening guide gives the unit.
+var requiredCaps = []privilege.Cap{privilege.CapBPF, privilege.CapNetAdmin, privilege.CapPerfmon,
+	privilege.CapSetuid, privilege.CapSetgid, privilege.CapSetpcap, privilege.CapChown, privilege.CapKill}
 
 // checkPrivileges refuses to run without root, or names each missing
 // capability.
@@ -75,17 +67,9 @@ func checkPrivileges() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("enforce must run as root (running as uid %d): it loads eBPF programs and starts the unprivileged worker", os.Geteuid())
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
-	}
-	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
-	var missing []string
-	for _, c := range requiredCaps {
-		if eff&(1<<c.bit) == 0 {
-			missing = append(missing, c.name)
-		}
+	missing, err := privilege.MissingCaps(requiredCaps)
+	if err != nil {
+		return err
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("missing capabilities %s: add them to the unit's CapabilityBoundingSet (root alone is not enough when the bounding set is reduced)", strings.Join(missing, ","))
@@ -131,5 +115,22 @@ func lookupAccount(name, group string) (account, error) {
 	if uid == 0 || gid == 0 {
 		return account{}, fmt.Errorf("service account %s:%s resolves to uid %d gid %d; the worker must not run as root unless PCI_SEGMENT_SKIP_PRIVILEGE_DROP=1 or --allow-root is given (development only, PCI-DSS Req 2.2.4)", name, group, uid, gid)
 	}
-	return account{user: name, group: group, uid: uint32(uid), gid: uint32(gid)}, nil
+	// Supplementary groups: exactly the account's, as initgroups (and
+	// so `id` and systemd's User=) gives them; never the loader's.
+	var groups []uint32
+	ids, err := u.GroupIds()
+	if err != nil {
+		return account{}, fmt.Errorf("list groups of service account %q: %w", name, err)
+	}
+	for _, id := range ids {
+		n, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return account{}, fmt.Errorf("service account %q: non-numeric group id %q", name, id)
+		}
+		if n == 0 {
+			return account{}, fmt.Errorf("service account %q is a member of group 0; the worker must hold no root group", name)
+		}
+		groups = append(groups, uint32(n))
+	}
+	return account{user: name, group: group, uid: uint32(uid), gid: uint32(gid), groups: groups}, nil
 }

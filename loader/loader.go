@@ -72,7 +72,11 @@ type Config struct {
 // Enforce runs the loader until SIGTERM/SIGINT or the worker's exit.
 func Enforce(cfg Config, log hclog.Logger) error {
 	// The worker runs in /: relative paths would mean something else there.
-	for _, p := range append([]*string{&cfg.AuditDir, &cfg.StateDir, &cfg.PinDir}, ptrs(cfg.Policies)...) {
+	paths := []*string{&cfg.AuditDir, &cfg.StateDir, &cfg.PinDir}
+	for i := range cfg.Policies {
+		paths = append(paths, &cfg.Policies[i])
+	}
+	for _, p := range paths {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return fmt.Errorf("resolve %q: %w", *p, err)
@@ -85,7 +89,12 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	}
 	if spec := os.Getenv(objectsEnv); spec != "" {
 		// Re-executed by reduce: the objects are loaded, the
-		// capabilities cut to keptCaps.
+		// capabilities cut to keptCaps. The exec through /proc/self/exe
+		// named the process "exe"; ps -C pci-segment must list it.
+		_ = os.WriteFile("/proc/self/comm", []byte("pci-segment"), 0)
+		if err := checkReduced(); err != nil {
+			return err
+		}
 		objs, readOnly, err := adopt(spec, cfg.Sizes)
 		if err != nil {
 			return err
@@ -96,9 +105,9 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
-	// Whatever this process inherited beyond stdio must not reach the
-	// worker, which gets exactly its socket and map fds.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	// Whatever this process inherited beyond stdio and systemd's sockets
+	// must not reach the worker, which gets exactly its socket and map fds.
+	if err := unix.CloseRange(3+uint(listenFDs()), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("mark inherited descriptors close-on-exec: %w", err)
 	}
 	if err := checkKernel(); err != nil {
@@ -111,7 +120,8 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if _, err := netif.Resolve(cfg.Interfaces); err != nil {
 		return err
 	}
-	if err := pins.CheckFS(cfg.PinDir); err != nil {
+	bpffs, err := pins.CheckFS(cfg.PinDir)
+	if err != nil {
 		return err
 	}
 	if err := pins.RefuseExisting(cfg.PinDir); err != nil {
@@ -127,12 +137,30 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		return err
 	}
 	defer objs.Close()
-	return reduce(objs)
+	return reduce(objs, bpffs)
+}
+
+// listenFDs counts the sockets systemd passed this process (socket
+// activation: LISTEN_FDS from fd 3 on, when LISTEN_PID names this
+// process). They survive the re-exec, which keeps the pid.
+func listenFDs() int {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n < 0 || n > 64 {
+		return 0
+	}
+	return n
 }
 
 // run is the loader after reduce: start the worker, attach once it has
 // applied a policy, then supervise.
 func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[string]*ebpf.Map) error {
+	// systemd's sockets are for the worker, handed over by message.
+	for fd := 3; fd < 3+listenFDs(); fd++ {
+		unix.CloseOnExec(fd)
+	}
 	if _, err := sandbox.Install(sandbox.LoaderPolicy()); err != nil {
 		return fmt.Errorf("install the loader's seccomp filter: %w", err)
 	}
@@ -145,44 +173,37 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 	if err != nil {
 		return err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find own executable to start the worker: %w", err)
-	}
-	sup := &supervisor{exe: exe, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, log: log}
-	if err := sup.start(); err != nil {
-		return err
+	// Signals are caught before the first worker starts, so that SIGTERM
+	// while it starts stops it too.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, log: log}
+	sup.onApplied = func() error {
+		links, err := attach(objs, ifaces)
+		if err != nil {
+			return err
+		}
+		if err := pinAll(cfg.PinDir, objs, links); err != nil {
+			for _, l := range links {
+				l.link.Close()
+			}
+			pins.RemoveIfEmpty(pins.LayoutDir(cfg.PinDir))
+			return err
+		}
+		names := make([]string, len(ifaces))
+		for i, f := range ifaces {
+			names[i] = f.Name
+		}
+		log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", pins.LayoutDir(cfg.PinDir), "worker_pid", sup.w.pid)
+		return nil
 	}
 	// A policy the first worker cannot apply ends here: nothing is
 	// attached or pinned yet.
-	if err := sup.awaitApplied(); err != nil {
-		sup.stop()
-		return err
-	}
-
-	links, err := attach(objs, ifaces)
+	sig, err := sup.serve(sigc)
 	if err != nil {
-		sup.stop()
 		return err
 	}
-	if err := pinAll(cfg.PinDir, objs, links); err != nil {
-		for _, l := range links {
-			l.link.Close()
-		}
-		pins.RemoveIfEmpty(pins.LayoutDir(cfg.PinDir))
-		sup.stop()
-		return err
-	}
-	names := make([]string, len(ifaces))
-	for i, f := range ifaces {
-		names[i] = f.Name
-	}
-	log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", pins.LayoutDir(cfg.PinDir), "worker_pid", sup.w.pid)
-
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
-	s := sup.run(sigc)
-	log.Info("stopping; pinned links keep enforcing", "signal", s.String())
+	log.Info("stopping; pinned links keep enforcing", "signal", sig.String())
 	return nil
 }
 
@@ -234,9 +255,11 @@ func prepareDirs(cfg Config, acct account) error {
 		if err != nil {
 			return fmt.Errorf("open %s directory %s (a symlink is refused): %w", d.what, d.path, err)
 		}
-		err = unix.Fchown(fd, int(acct.uid), int(acct.gid))
+		// Mode first: once the directory is the account's, changing
+		// it would take CAP_FOWNER, which the loader does not hold.
+		err = unix.Fchmod(fd, 0o750)
 		if err == nil {
-			err = unix.Fchmod(fd, 0o750)
+			err = unix.Fchown(fd, int(acct.uid), int(acct.gid))
 		}
 		unix.Close(fd)
 		if err != nil {
@@ -245,9 +268,6 @@ func prepareDirs(cfg Config, acct account) error {
 	}
 	return nil
 }
-
-// DefaultPinDir is pins.DefaultDir, for callers that know the loader.
-const DefaultPinDir = pins.DefaultDir
 
 // workerArgs is the worker's command line: what it needs to find its
 // input and output, never anything it could use against the loader.
@@ -285,6 +305,10 @@ type attached struct {
 }
 
 // attach puts both programs at the head of each interface's tcx chain.
+// It creates the links directly (BPF_LINK_CREATE with BPF_F_BEFORE and no
+// anchor: the head): on failure link.AttachTCX probes the kernel by
+// loading a program, which the loader's filter refuses, and would report
+// "not supported" in place of the kernel's answer.
 func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) ([]attached, error) {
 	var out []attached
 	for _, f := range ifaces {
@@ -296,17 +320,12 @@ func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) ([]attached, er
 			{objs.PciIngress, ebpf.AttachTCXIngress, "ingress"},
 			{objs.PciEgress, ebpf.AttachTCXEgress, "egress"},
 		} {
-			l, err := link.AttachTCX(link.TCXOptions{
-				Interface: f.Index,
-				Program:   a.prog,
-				Attach:    a.typ,
-				Anchor:    link.Head(),
-			})
+			l, err := link.AttachRawLink(link.RawLinkOptions{Target: f.Index, Program: a.prog, Attach: a.typ, Flags: unix.BPF_F_BEFORE})
 			if err != nil {
 				for _, done := range out {
 					done.link.Close()
 				}
-				return nil, fmt.Errorf("attach %s program to %s: %w", a.dir, f.Name, err)
+				return nil, fmt.Errorf("attach %s program to %s (ifindex %d): %w", a.dir, f.Name, f.Index, err)
 			}
 			out = append(out, attached{link: l, pin: pins.LinkName(f.Index, a.dir)})
 		}
@@ -343,12 +362,4 @@ func pinAll(pinDir string, objs *bpf.DatapathObjects, links []attached) error {
 		pinned = append(pinned, p)
 	}
 	return nil
-}
-
-func ptrs(s []string) []*string {
-	out := make([]*string, len(s))
-	for i := range s {
-		out[i] = &s[i]
-	}
-	return out
 }

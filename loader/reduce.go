@@ -1,18 +1,18 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/privilege"
 )
 
 // keptCaps are the capabilities the loader keeps once the programs are
@@ -21,19 +21,28 @@ import (
 // stop a worker of another uid) and to attach to interfaces (BPF,
 // NET_ADMIN). PERFMON (needed by the verifier at load), CHOWN (the audit
 // directory) and every other capability are gone.
-var keptCaps = []uintptr{unix.CAP_BPF, unix.CAP_NET_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP, unix.CAP_KILL}
+var keptCaps = []privilege.Cap{privilege.CapBPF, privilege.CapNetAdmin, privilege.CapSetuid,
+	privilege.CapSetgid, privilege.CapSetpcap, privilege.CapKill}
+
+// self is the running binary, whatever has happened to its path since: the
+// loader re-executes it and starts the worker from it.
+const self = "/proc/self/exe"
 
 // objectsEnv carries the loaded objects' descriptors across the re-exec.
 // It lacks the PCI_SEGMENT_ prefix so that it never reaches the worker.
 const objectsEnv = "_PCI_SEGMENT_LOADER_OBJECTS"
 
-// reduce re-executes the loader with the bounding set cut to keptCaps.
-// Capabilities are per thread and a Go process has many threads, so the
-// only way to drop them from the whole process is an exec from a thread
-// whose bounding set is cut: the new image gets exactly that set. The
-// loaded programs and maps survive as inherited descriptors, named in
-// objectsEnv. It returns only on error.
-func reduce(objs *bpf.DatapathObjects) error {
+// readOnlySuffix names a read-only descriptor passed by reduce.
+const readOnlySuffix = "_ro"
+
+// reduce re-executes the loader with the bounding set cut to keptCaps and
+// the inheritable and ambient sets empty. Capabilities are per thread and a
+// Go process has many threads, so the only way to drop them from the whole
+// process is an exec from a thread whose sets are cut: the new image gets
+// exactly those. The loaded programs and maps survive as inherited
+// descriptors, named in objectsEnv, with read-only twins of the maps the
+// worker must not write. It returns only on error.
+func reduce(objs *bpf.DatapathObjects, bpffs string) error {
 	var fds []string
 	add := func(name string, fd int) error {
 		// Inherited only by this exec: the re-executed loader marks
@@ -49,57 +58,72 @@ func reduce(objs *bpf.DatapathObjects) error {
 			return err
 		}
 	}
-	// Read-only twins of the maps the worker must not write; opening one
-	// by id takes CAP_SYS_ADMIN, which goes with this exec.
 	for name := range bpf.WorkerReadOnly {
 		m, err := objs.ByName(name)
 		if err != nil {
 			return err
 		}
-		fd, err := readOnlyFD(m)
+		ro, err := readOnly(m, bpffs)
 		if err != nil {
 			return err
 		}
-		if err := add(name+readOnlySuffix, fd); err != nil {
+		if err := add(name+readOnlySuffix, ro.FD()); err != nil {
 			return err
 		}
 	}
-	if err := add(bpf.DatapathProgPciIngress, objs.PciIngress.FD()); err != nil {
-		return err
-	}
-	if err := add(bpf.DatapathProgPciEgress, objs.PciEgress.FD()); err != nil {
-		return err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
-	}
-	env := append(os.Environ(), objectsEnv+"="+strings.Join(fds, ","))
-
-	runtime.LockOSThread() // never unlocked: exec replaces the process
-	last, err := lastCap()
-	if err != nil {
-		return err
-	}
-	keep := map[uintptr]bool{}
-	for _, c := range keptCaps {
-		keep[c] = true
-	}
-	for c := uintptr(0); c <= uintptr(last); c++ {
-		if !keep[c] {
-			if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
-				return fmt.Errorf("drop capability %d from bounding set: %w", c, err)
-			}
+	for name, p := range map[string]*ebpf.Program{bpf.DatapathProgPciIngress: objs.PciIngress, bpf.DatapathProgPciEgress: objs.PciEgress} {
+		if err := add(name, p.FD()); err != nil {
+			return err
 		}
 	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
+	env := append(os.Environ(), objectsEnv+"="+strings.Join(fds, ","))
+	runtime.LockOSThread() // never unlocked: exec replaces the process
+	if err := limitThread(privilege.CapMask(keptCaps...)); err != nil {
+		return err
 	}
-	return fmt.Errorf("re-execute loader with reduced capabilities: %w", unix.Exec(exe, os.Args, env))
+	return fmt.Errorf("re-execute loader with reduced capabilities: %w", unix.Exec(self, os.Args, env))
 }
 
-// readOnlySuffix names a read-only descriptor passed by reduce.
-const readOnlySuffix = "_ro"
+// checkReduced confirms, after the re-exec, that every thread's sets are
+// what reduce meant: permitted and effective exactly keptCaps, nothing
+// inheritable or ambient. (Threads started after an exec copy the first.)
+func checkReduced() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c, err := privilege.CurrentCaps()
+	if err != nil {
+		return err
+	}
+	want := privilege.CapMask(keptCaps...)
+	if c.Permitted != want || c.Effective != want || c.Inheritable != 0 || c.Ambient != 0 {
+		return fmt.Errorf("after dropping capabilities the loader holds permitted %v, effective %v, inheritable %v, ambient %v; want %v and nothing inheritable or ambient",
+			privilege.CapNames(c.Permitted), privilege.CapNames(c.Effective), privilege.CapNames(c.Inheritable), privilege.CapNames(c.Ambient), privilege.CapNames(want))
+	}
+	return nil
+}
+
+// readOnly opens a read-only descriptor of m. The kernel offers two ways:
+// by id, which takes CAP_SYS_ADMIN, and through a pin, which takes only
+// the right to the pin. So m is pinned for a moment in a fresh directory
+// of the bpffs, opened from there with BPF_F_RDONLY, and unpinned. The
+// name has no dot: bpffs refuses dots in names (EPERM).
+func readOnly(m *ebpf.Map, bpffs string) (*ebpf.Map, error) {
+	dir, err := os.MkdirTemp(bpffs, "pci-segment-ro-")
+	if err != nil {
+		return nil, fmt.Errorf("make a directory for a read-only map descriptor: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "map")
+	if err := m.Pin(p); err != nil {
+		return nil, fmt.Errorf("pin map for a read-only descriptor: %w", err)
+	}
+	defer m.Unpin()
+	ro, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("open read-only descriptor of map: %w", err)
+	}
+	return ro, nil
+}
 
 // adopt takes the objects a reduce passed on, checking each before use, and
 // the read-only descriptors by map name.
@@ -151,25 +175,4 @@ func adopt(spec string, sizes bpf.Sizes) (*bpf.DatapathObjects, map[string]*ebpf
 		return nil, nil, fmt.Errorf("%s: programs or read-only maps missing", objectsEnv)
 	}
 	return objs, readOnly, nil
-}
-
-// readOnlyFD opens a second, read-only descriptor of m
-// (BPF_MAP_GET_FD_BY_ID with BPF_F_RDONLY), which cilium/ebpf does not
-// offer for maps that are not pinned yet.
-func readOnlyFD(m *ebpf.Map) (int, error) {
-	info, err := m.Info()
-	if err != nil {
-		return -1, fmt.Errorf("read map info: %w", err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		return -1, errors.New("kernel did not report a map id")
-	}
-	attr := struct{ id, nextID, openFlags uint32 }{id: uint32(id), openFlags: unix.BPF_F_RDONLY}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	if errno != 0 {
-		return -1, fmt.Errorf("open read-only descriptor of map %d: %w", id, errno)
-	}
-	unix.CloseOnExec(int(fd))
-	return int(fd), nil
 }

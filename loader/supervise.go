@@ -2,9 +2,10 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -12,44 +13,53 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
-	"github.com/pci-segment/pci-segment/sandbox"
 )
 
 // Supervision timing.
 const (
 	helloTimeout   = 10 * time.Second
 	appliedTimeout = 2 * time.Minute
-	stopTimeout    = 5 * time.Second
-	// A worker that says nothing for this long is taken as hung; it sends
-	// Alive far more often.
+	// A running worker that says nothing for this long is taken as hung;
+	// it sends Alive far more often.
 	silenceLimit = time.Minute
-	// Restarts back off exponentially from minBackoff to maxBackoff; a
-	// worker that ran stableAfter resets the backoff.
+	stopTimeout  = 5 * time.Second
+	sendTimeout  = 5 * time.Second
+	// How long a refused message waits for the worker's exit, which then
+	// says better why it ended (a policy it could not apply, a seccomp
+	// kill).
+	exitGrace = 2 * time.Second
+	// Restarts back off exponentially from minBackoff to maxBackoff over
+	// consecutive failures; a worker that ran stableAfter resets it.
 	minBackoff  = time.Second
 	maxBackoff  = time.Minute
 	stableAfter = time.Minute
 )
 
-// supervisor runs one worker at a time and replaces it when it exits or
-// breaks the protocol. The pinned links enforce the last applied policy
-// throughout, so a restart never opens a gap.
+// supervisor runs one worker at a time and replaces it when it exits,
+// breaks the protocol or falls silent. The pinned links enforce the last
+// applied policy throughout, so a restart never opens a gap.
 type supervisor struct {
 	exe  string
 	cfg  Config
 	acct account
 	maps *bpf.DatapathMaps
 	// readOnly holds read-only descriptors of the maps in
-	// bpf.WorkerReadOnly, opened before the capabilities were cut.
+	// bpf.WorkerReadOnly.
 	readOnly map[string]*ebpf.Map
 	log      hclog.Logger
+	// onApplied runs once, on the first policy a worker applies: it
+	// attaches and pins. Its error ends the loader.
+	onApplied func() error
 
+	attached bool
 	w        *worker
 	conn     *ipc.Conn
-	mon      ipc.Monitor
+	mon      ipc.Monitor // Next persists across workers
 	msgs     chan received
 	quit     chan struct{} // closed when the current worker is stopped
 	started  time.Time
 	restarts uint32
+	lastWhy  string // why the last worker was replaced
 }
 
 type received struct {
@@ -57,50 +67,83 @@ type received struct {
 	err error
 }
 
-// start spawns a worker, checks its Hello and hands it the maps.
+type signalled struct{ os.Signal }
+
+func (signalled) Error() string { return "signalled" }
+
+// fatal ends the loader rather than the worker.
+type fatal struct{ error }
+
+// serve supervises workers until SIGTERM or SIGINT, which it returns.
+// SIGHUP is forwarded to the worker as Reload. A worker that ends before
+// the first policy is applied ends the loader too: nothing is attached,
+// and the usual cause, a policy that does not validate, is the worker's
+// last output.
+func (s *supervisor) serve(sigc <-chan os.Signal) (os.Signal, error) {
+	s.mon.Next = max(s.mon.Next, 1)
+	failures := 0
+	for {
+		why := s.start()
+		if why == nil {
+			why = s.watch(sigc)
+			s.stop()
+		}
+		var sig signalled
+		var f fatal
+		switch {
+		case errors.As(why, &sig):
+			return sig.Signal, nil
+		case errors.As(why, &f):
+			return nil, f.error
+		case !s.attached:
+			return nil, fmt.Errorf("worker ended before applying a policy (%w); nothing was attached", why)
+		}
+		s.restarts++
+		s.lastWhy = why.Error()
+		s.log.Error("worker replaced; pinned links keep enforcing the last policy", "reason", s.lastWhy, "restarts", s.restarts)
+		if time.Since(s.started) >= stableAfter {
+			failures = 0
+		}
+		backoff := min(minBackoff<<min(failures, 6), maxBackoff)
+		failures++
+		if sig := s.pause(sigc, backoff); sig != nil {
+			return sig, nil
+		}
+	}
+}
+
+// pause waits d, or until a signal that ends the loader (returned).
+func (s *supervisor) pause(sigc <-chan os.Signal, d time.Duration) os.Signal {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case sig := <-sigc:
+			if sig != syscall.SIGHUP {
+				return sig
+			}
+			s.log.Info("reload requested while no worker runs; the next one reads the policies afresh")
+		case <-t.C:
+			return nil
+		}
+	}
+}
+
+// start spawns a worker and starts receiving its messages.
 func (s *supervisor) start() error {
 	conn, end, err := ipc.Pair()
 	if err != nil {
 		return err
 	}
-	// Not os.Stderr itself: exec then copies through a pipe, so the worker
-	// never holds the loader's terminal.
-	w, err := spawnWorker(s.exe, workerArgs(s.cfg), workerEnv(), s.acct, end, struct{ io.Writer }{os.Stderr})
+	w, err := spawnWorker(s.exe, workerArgs(s.cfg), workerEnv(), s.acct, end, s.log)
 	end.Close()
 	if err != nil {
 		conn.Close()
 		return err
 	}
 	s.w, s.conn, s.started = w, conn, time.Now()
-	s.mon = ipc.Monitor{Generation: s.mon.Generation}
+	s.mon = ipc.Monitor{Next: s.mon.Next}
 	s.log.Info("worker started", "pid", w.pid, "user", s.acct.user, "group", s.acct.group)
-
-	ctx, cancel := context.WithTimeout(context.Background(), helloTimeout)
-	defer cancel()
-	m, err := conn.Recv(ctx)
-	if err == nil {
-		err = s.mon.Accept(m)
-	}
-	if err != nil {
-		s.stop()
-		return fmt.Errorf("worker greeting: %w", err)
-	}
-	fds, err := s.mapFDs()
-	if err != nil {
-		s.stop()
-		return err
-	}
-	if err := conn.Send(ctx, ipc.Maps{Names: bpf.WorkerMaps, FDs: fds}); err != nil {
-		s.stop()
-		return fmt.Errorf("hand maps to worker: %w", err)
-	}
-	if s.restarts > 0 {
-		ev := ipc.Event{Kind: ipc.EventWorkerRestarted, Count: s.restarts}
-		if err := conn.Send(ctx, ev); err != nil {
-			s.stop()
-			return fmt.Errorf("tell worker about restart: %w", err)
-		}
-	}
 	s.msgs, s.quit = make(chan received), make(chan struct{})
 	go func(c *ipc.Conn, out chan<- received, quit <-chan struct{}) {
 		for {
@@ -121,6 +164,112 @@ func (s *supervisor) start() error {
 	return nil
 }
 
+// stop ends the current worker.
+func (s *supervisor) stop() {
+	close(s.quit)
+	s.w.stop(stopTimeout)
+	s.conn.Close()
+}
+
+// patience is how long the worker may stay silent in each state.
+var patience = map[ipc.State]time.Duration{
+	ipc.StateGreeting: helloTimeout,
+	ipc.StateApplying: appliedTimeout,
+	ipc.StateRunning:  silenceLimit,
+}
+
+// watch returns why the current worker must go: a signal for the loader,
+// its exit, a protocol violation, silence, or a fatal error.
+func (s *supervisor) watch(sigc <-chan os.Signal) error {
+	timer := time.NewTimer(patience[s.mon.State])
+	defer timer.Stop()
+	for {
+		select {
+		case sig := <-sigc:
+			if sig != syscall.SIGHUP {
+				return signalled{sig}
+			}
+			s.reload()
+		case <-s.w.done:
+			return errors.New(s.w.why())
+		case <-timer.C:
+			return fmt.Errorf("worker silent for %v in state %d", patience[s.mon.State], s.mon.State)
+		case r := <-s.msgs:
+			if r.err == nil {
+				r.err = s.mon.Accept(r.m, time.Now())
+			}
+			if r.err != nil {
+				if r.m != nil {
+					ipc.CloseFDs(r.m)
+				}
+				select {
+				case <-s.w.done:
+					return errors.New(s.w.why())
+				case <-time.After(exitGrace):
+					return fmt.Errorf("protocol violation: %w", r.err)
+				}
+			}
+			if err := s.handle(r.m); err != nil {
+				return err
+			}
+			timer.Reset(patience[s.mon.State])
+		}
+	}
+}
+
+// handle acts on a message the monitor accepted.
+func (s *supervisor) handle(m ipc.Message) error {
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	defer cancel()
+	switch m := m.(type) {
+	case ipc.Hello:
+		fds, err := s.mapFDs()
+		if err != nil {
+			return fatal{err}
+		}
+		if err := s.conn.Send(ctx, ipc.Maps{Generation: s.mon.Next, Names: bpf.WorkerMaps, FDs: fds}); err != nil {
+			return fmt.Errorf("hand maps to worker: %w", err)
+		}
+		if s.restarts > 0 {
+			why := s.lastWhy
+			if len(why) > ipc.MaxText {
+				why = why[:ipc.MaxText]
+			}
+			ev := ipc.Event{Kind: ipc.EventWorkerRestarted, Count: s.restarts, Text: why}
+			if err := s.conn.Send(ctx, ev); err != nil {
+				return fmt.Errorf("tell worker about restart: %w", err)
+			}
+		}
+	case ipc.Applied:
+		s.log.Info("policy applied by worker", "generation", m.Generation, "set_hash", fmt.Sprintf("%x", m.SetHash))
+		if !s.attached {
+			if err := s.onApplied(); err != nil {
+				return fatal{err}
+			}
+			s.attached = true
+		}
+	case ipc.Refused:
+		s.log.Warn("worker refused to reload; the policy in force stays", "reason", m.Why)
+	}
+	return nil
+}
+
+// reload forwards SIGHUP to a worker that has a policy in force; one that
+// is still starting reads the policies as it starts anyway.
+func (s *supervisor) reload() {
+	if s.mon.State != ipc.StateRunning {
+		s.log.Info("reload requested while the worker starts; it reads the policies afresh")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	defer cancel()
+	if err := s.conn.Send(ctx, ipc.Reload{}); err != nil {
+		s.log.Error("forward reload to worker", "error", err)
+		return
+	}
+	s.log.Info("reload requested; forwarded to the worker")
+}
+
 // mapFDs lists the descriptors the worker gets; the evidence (counters)
 // read-only, so that it can report but never reset it.
 func (s *supervisor) mapFDs() ([]int, error) {
@@ -138,122 +287,4 @@ func (s *supervisor) mapFDs() ([]int, error) {
 		fds = append(fds, m.FD())
 	}
 	return fds, nil
-}
-
-// awaitApplied waits for the worker's first Applied.
-func (s *supervisor) awaitApplied() error {
-	select {
-	case r := <-s.msgs:
-		if r.err == nil {
-			r.err = s.mon.Accept(r.m)
-		}
-		if r.err != nil {
-			ipc.CloseFDs(r.m)
-			// The usual cause is a policy that failed validation: the
-			// worker printed why and exited.
-			select {
-			case <-s.w.done:
-				return fmt.Errorf("worker exited before applying a policy (%v); nothing was attached", s.w.err)
-			case <-time.After(stopTimeout):
-				return fmt.Errorf("waiting for the worker to apply the policy: %w", r.err)
-			}
-		}
-		a := r.m.(ipc.Applied)
-		s.log.Info("policy applied by worker", "generation", a.Generation, "set_hash", fmt.Sprintf("%x", a.SetHash))
-		return nil
-	case <-s.w.done:
-		return fmt.Errorf("worker exited before applying a policy (%v); nothing was attached", s.w.err)
-	case <-time.After(appliedTimeout):
-		return fmt.Errorf("worker applied no policy within %v", appliedTimeout)
-	}
-}
-
-// stop ends the current worker.
-func (s *supervisor) stop() {
-	if s.quit != nil {
-		close(s.quit)
-		s.quit = nil
-	}
-	s.w.stop(stopTimeout)
-	s.conn.Close()
-}
-
-// run supervises until a signal arrives, which it returns.
-func (s *supervisor) run(sigc <-chan os.Signal) os.Signal {
-	for {
-		why := s.watch(sigc)
-		if sig, ok := why.(signalled); ok {
-			s.stop()
-			return sig.Signal
-		}
-		s.stop()
-		s.restarts++
-		s.log.Error("worker replaced; pinned links keep enforcing the last policy", "reason", why.Error(), "restarts", s.restarts)
-		if sig := s.restart(sigc); sig != nil {
-			return sig
-		}
-	}
-}
-
-type signalled struct{ os.Signal }
-
-func (signalled) Error() string { return "signalled" }
-
-// watch returns why the current worker must go: a signal for the loader,
-// its exit, a protocol violation, or silence.
-func (s *supervisor) watch(sigc <-chan os.Signal) error {
-	silence := time.NewTimer(silenceLimit)
-	defer silence.Stop()
-	for {
-		select {
-		case sig := <-sigc:
-			return signalled{sig}
-		case <-s.w.done:
-			if s.w.state != nil && sandbox.KilledByFilter(s.w.state) {
-				// The worker's own line above names the call.
-				return fmt.Errorf("worker killed by its seccomp filter: %v", s.w.err)
-			}
-			return fmt.Errorf("worker exited: %v", s.w.err)
-		case <-silence.C:
-			return fmt.Errorf("worker silent for %v", silenceLimit)
-		case r := <-s.msgs:
-			if r.err == nil {
-				r.err = s.mon.Accept(r.m)
-			}
-			if r.err != nil {
-				ipc.CloseFDs(r.m)
-				return fmt.Errorf("protocol violation: %w", r.err)
-			}
-			if a, ok := r.m.(ipc.Applied); ok {
-				s.log.Info("policy applied by worker", "generation", a.Generation, "set_hash", fmt.Sprintf("%x", a.SetHash))
-			}
-			silence.Reset(silenceLimit)
-		}
-	}
-}
-
-// restart starts workers, backing off, until one applies its policy or a
-// signal arrives (returned).
-func (s *supervisor) restart(sigc <-chan os.Signal) os.Signal {
-	backoff := minBackoff
-	if time.Since(s.started) < stableAfter {
-		backoff = min(minBackoff<<min(s.restarts, 6), maxBackoff)
-	}
-	for {
-		select {
-		case sig := <-sigc:
-			return sig
-		case <-time.After(backoff):
-		}
-		err := s.start()
-		if err == nil {
-			if err = s.awaitApplied(); err == nil {
-				return nil
-			}
-			s.stop()
-		}
-		s.restarts++
-		s.log.Error("worker restart failed; pinned links keep enforcing the last policy", "error", err, "restarts", s.restarts)
-		backoff = min(backoff*2, maxBackoff)
-	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/sandbox"
 	"github.com/pci-segment/pci-segment/testenv"
 )
 
@@ -51,27 +52,53 @@ func header(t ipc.Type, n int) []byte {
 	return binary.LittleEndian.AppendUint16(b, uint16(n))
 }
 
-// misbehaviours are what a compromised worker might send once it runs.
-var misbehaviours = map[string]func(fd int) error{
-	"unknown type": func(fd int) error { return unix.Sendmsg(fd, header(99, 0), nil, nil, 0) },
-	"oversized": func(fd int) error {
+// misbehaviours are what a compromised worker might send or do once it
+// runs. Each returns the text the loader's log must then show.
+var misbehaviours = map[string]struct {
+	do   func(fd int) error
+	want string
+}{
+	"unknown type": {func(fd int) error { return unix.Sendmsg(fd, header(99, 0), nil, nil, 0) }, "unknown message type 99"},
+	"oversized": {func(fd int) error {
 		return unix.Sendmsg(fd, append(header(ipc.TypeAlive, 0), make([]byte, 8000)...), nil, nil, 0)
-	},
-	"truncated": func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) },
-	"out of state": func(fd int) error {
+	}, "message over 4096 bytes"},
+	"truncated": {func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) }, "shorter than its header"},
+	"out of state": {func(fd int) error {
 		// Maps travels the other way.
-		return unix.Sendmsg(fd, append(header(ipc.TypeMaps, 5), "addr4"...), unix.UnixRights(0), nil, 0)
-	},
-	"repeated hello": func(fd int) error {
+		b := append(binary.LittleEndian.AppendUint64(header(ipc.TypeMaps, 13), 1), "addr4"...)
+		return unix.Sendmsg(fd, b, unix.UnixRights(0), nil, 0)
+	}, "maps not permitted"},
+	"repeated hello": {func(fd int) error {
 		return unix.Sendmsg(fd, binary.LittleEndian.AppendUint32(header(ipc.TypeHello, 4), ipc.Version), nil, nil, 0)
-	},
-	"extra fds": func(fd int) error { return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), unix.UnixRights(0), nil, 0) },
-	"stale generation": func(fd int) error {
-		b := binary.LittleEndian.AppendUint64(header(ipc.TypeApplied, 40), 1)
+	}, "hello not permitted"},
+	"extra fds": {func(fd int) error { return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), unix.UnixRights(0), nil, 0) }, "alive: 1 fds"},
+	"generation of its own": {func(fd int) error {
+		// What would make every later worker's generation look stale.
+		b := binary.LittleEndian.AppendUint64(header(ipc.TypeApplied, 40), 1<<64-1)
 		return unix.Sendmsg(fd, append(b, make([]byte, 32)...), nil, nil, 0)
-	},
+	}, "the loader assigned 2"},
+	"alive flood": {func(fd int) error {
+		for range 1000 {
+			if err := unix.Sendmsg(fd, header(ipc.TypeAlive, 0), nil, nil, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, "more than 30 alive messages"},
+	"seccomp violation": {func(int) error {
+		// The worker's real filter, then a call it forbids.
+		pol, err := sandbox.WorkerPolicy(sandbox.ModeAllowlist)
+		if err != nil {
+			return err
+		}
+		if _, err := sandbox.Install(pol); err != nil {
+			return err
+		}
+		return syscall.Setuid(0)
+	}, "killed by its seccomp filter for calling setuid"},
 }
 
+// fakeWorker speaks the protocol as the worker does, applying nothing.
 func fakeWorker(mode, marker string) int {
 	conn, err := ipc.FromFD(3)
 	if err != nil {
@@ -87,18 +114,14 @@ func fakeWorker(mode, marker string) int {
 		return 1
 	}
 	ipc.CloseFDs(m)
-	gen := uint64(1)
-	if _, err := os.Stat(marker); err == nil {
-		gen = uint64(time.Now().UnixNano())
-	}
-	if err := conn.Send(ctx, ipc.Applied{Generation: gen}); err != nil {
+	if err := conn.Send(ctx, ipc.Applied{Generation: m.(ipc.Maps).Generation}); err != nil {
 		return 1
 	}
-	if gen == 1 {
+	if _, err := os.Stat(marker); err != nil {
 		if err := os.WriteFile(marker, nil, 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "marker:", err)
 		}
-		if err := misbehaviours[mode](IPCFDForTest); err != nil {
+		if err := misbehaviours[mode].do(IPCFDForTest); err != nil {
 			fmt.Fprintln(os.Stderr, "misbehave:", err)
 		}
 	}
@@ -158,7 +181,7 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 	testenv.RequireRoot(t)
 	exe := executableCopy(t)
 	t.Setenv(fakeWorkerEnv, "1")
-	for mode := range misbehaviours {
+	for mode, mb := range misbehaviours {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			objs, err := bpf.LoadWithSizes(bpf.DefaultSizes)
@@ -166,11 +189,7 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer objs.Close()
-			roFD, err := readOnlyFD(objs.Counters)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ro, err := ebpf.NewMapFromFD(roFD)
+			ro, err := readOnly(objs.Counters, "/sys/fs/bpf")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,23 +200,26 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				os.Chmod(d, 0o777)
 			}
 			out := &syncBuffer{}
+			applied := 0
 			sup := &supervisor{
-				exe:      exe,
-				cfg:      Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
-				acct:     account{user: "nobody", group: "nogroup", uid: 65534, gid: 65534},
-				maps:     &objs.DatapathMaps,
-				readOnly: map[string]*ebpf.Map{bpf.DatapathMapCounters: ro},
-				log:      hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
-			}
-			if err := sup.start(); err != nil {
-				t.Fatal(err)
-			}
-			if err := sup.awaitApplied(); err != nil {
-				t.Fatal(err)
+				exe:       exe,
+				cfg:       Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
+				acct:      account{user: "nobody", group: "nogroup", uid: 65534, gid: 65534},
+				maps:      &objs.DatapathMaps,
+				readOnly:  map[string]*ebpf.Map{bpf.DatapathMapCounters: ro},
+				log:       hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
+				onApplied: func() error { applied++; return nil },
 			}
 			sigc := make(chan os.Signal, 1)
-			done := make(chan os.Signal)
-			go func() { done <- sup.run(sigc) }()
+			type served struct {
+				sig os.Signal
+				err error
+			}
+			done := make(chan served)
+			go func() {
+				sig, err := sup.serve(sigc)
+				done <- served{sig, err}
+			}()
 			deadline := time.Now().Add(20 * time.Second)
 			for strings.Count(out.String(), "policy applied by worker") < 2 {
 				if time.Now().After(deadline) {
@@ -208,14 +230,19 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			sigc <- syscall.SIGTERM
-			if sig := <-done; sig != syscall.SIGTERM {
-				t.Errorf("run returned %v", sig)
+			if r := <-done; r.sig != syscall.SIGTERM || r.err != nil {
+				t.Errorf("serve returned %v, %v", r.sig, r.err)
 			}
 			log := out.String()
-			for _, want := range []string{"worker replaced", "protocol violation", "restarts=1"} {
+			for _, want := range []string{"worker replaced", mb.want, "restarts=1", "generation=2"} {
 				if !strings.Contains(log, want) {
 					t.Errorf("log lacks %q:\n%s", want, log)
 				}
+			}
+			// Attaching happens once: a replacement never detaches or
+			// re-attaches, so enforcement has no gap.
+			if applied != 1 {
+				t.Errorf("onApplied ran %d times, want once", applied)
 			}
 		})
 	}
@@ -258,7 +285,7 @@ func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, err := spawnWorker(exe, nil, []string{capsProbeEnv + "=1"},
-		account{user: "nobody", uid: 65534, gid: 65534}, end, out)
+		account{user: "nobody", uid: 65534, gid: 65534}, end, hclog.New(&hclog.LoggerOptions{Output: out}))
 	end.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +294,7 @@ func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 	if w.err != nil {
 		t.Fatalf("probe: %v\n%s", w.err, out)
 	}
-	if got := strings.TrimSpace(out.String()); got != "CapEff=0 CapPrm=0" {
+	if got := out.String(); !strings.Contains(got, `output="CapEff=0 CapPrm=0"`) {
 		t.Errorf("a cap_net_admin+ei binary started as the worker has %q, want no capabilities", got)
 	}
 }

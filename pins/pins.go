@@ -32,24 +32,25 @@ func LinkName(index int, dir string) string {
 }
 
 // CheckFS makes sure pins would land on a bpf filesystem: on anything
-// else they would not survive the loader.
-func CheckFS(pinDir string) error {
+// else they would not survive the loader. It returns the nearest existing
+// directory of pinDir (pinDir itself, or the ancestor it will be made in).
+func CheckFS(pinDir string) (string, error) {
 	dir := pinDir
 	for {
 		var st unix.Statfs_t
 		err := unix.Statfs(dir, &st)
 		if err == nil {
 			if st.Type != unix.BPF_FS_MAGIC {
-				return fmt.Errorf("%s is not on a bpf filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` (systemd does this at boot) or choose --pin-dir inside one; under `ip netns exec`, which remounts /sys, use `nsenter --net=/run/netns/NAME` instead", dir)
+				return "", fmt.Errorf("%s is not on a bpf filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` (systemd does this at boot) or choose --pin-dir inside one; under `ip netns exec`, which remounts /sys, use `nsenter --net=/run/netns/NAME` instead", dir)
 			}
-			return nil
+			return dir, nil
 		}
 		if !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("inspect pin directory %s: %w", dir, err)
+			return "", fmt.Errorf("inspect pin directory %s: %w", dir, err)
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return fmt.Errorf("inspect pin directory %s: %w", pinDir, err)
+			return "", fmt.Errorf("inspect pin directory %s: %w", pinDir, err)
 		}
 		dir = parent
 	}

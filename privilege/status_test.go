@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func readFixture(t testing.TB, name string) string {
@@ -354,4 +356,20 @@ func FuzzParseStatus(f *testing.F) {
 			t.Fatalf("round trip gave %+v, %v; want %+v", again, err, st)
 		}
 	})
+}
+
+func TestWithNewThreadsSeesThemAll(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p, err := WithNewThreads(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Threads) < 100 {
+		t.Fatalf("%d threads, want at least 100", len(p.Threads))
+	}
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines still run, %d before", runtime.NumGoroutine(), before)
+		}
+	}
 }

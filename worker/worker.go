@@ -6,9 +6,10 @@
 // confined:
 //  1. check its own privilege state and refuse to go on if any capability
 //     survived or NoNewPrivs is off (a half-privileged worker is an error);
-//  2. install the seccomp filter (package sandbox);
+//  2. install Landlock and the seccomp filter (packages confine, sandbox),
+//     then check that threads born after them carry the same state;
 //  3. greet the loader and receive the map fds, each checked against the
-//     datapath's map definitions before use;
+//     datapath's map definitions before use, and the generation to apply;
 //  4. read, validate and compile the policies, write the inactive half of
 //     the maps, flip, and report "policy applied";
 //  5. turn denied-packet events into audit records and serve metrics.
@@ -76,7 +77,11 @@ func Run(cfg Config, log hclog.Logger) error {
 	// The name must hold whatever path the binary was started from.
 	_ = os.WriteFile("/proc/self/comm", []byte(ProcessName), 0)
 
-	if err := checkUnprivileged(cfg.AllowRoot); err != nil {
+	self, err := privilege.ReadProcess(os.Getpid())
+	if err == nil {
+		err = checkUnprivileged(self, cfg.AllowRoot, false)
+	}
+	if err != nil {
 		return fmt.Errorf("refusing to run: %w (the privilege drop failed; see docs/HARDENING.md, \"Two processes\")", err)
 	}
 	if err := checkDescriptors(); err != nil {
@@ -111,6 +116,16 @@ func Run(cfg Config, log hclog.Logger) error {
 		}
 	}
 
+	// Threads are where a per-thread setting that missed the process
+	// would show: 100 new ones, started now, must match the rest.
+	threads, err := privilege.WithNewThreads(newThreadsChecked)
+	if err == nil {
+		err = checkUnprivileged(threads, cfg.AllowRoot, !disabled)
+	}
+	if err != nil {
+		return fmt.Errorf("refusing to run: threads started after the drop: %w", err)
+	}
+
 	conn, err := ipc.FromFD(IPCFD)
 	if err != nil {
 		return fmt.Errorf("open channel to loader: %w", err)
@@ -121,7 +136,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version}); err != nil {
 		return err
 	}
-	maps, err := receiveMaps(ctx, conn, cfg.Sizes.OrDefault())
+	maps, generation, err := receiveMaps(ctx, conn, cfg.Sizes.OrDefault())
 	if err != nil {
 		return err
 	}
@@ -169,7 +184,7 @@ func Run(cfg Config, log hclog.Logger) error {
 
 	rec.write(audit.Record{Type: audit.TypeServiceStart, Outcome: "success", Who: who(),
 		Details: map[string]any{"pid": os.Getpid()}})
-	rec.write(privilegeRecord())
+	rec.write(privilegeRecord(len(threads.Threads)))
 	for _, o := range overrides(cfg, disabled) {
 		log.Warn("development override in effect", "override", o)
 		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(), Resource: o,
@@ -187,14 +202,8 @@ func Run(cfg Config, log hclog.Logger) error {
 		Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6], Ports: maps[bpf.DatapathMapPorts],
 		Selector: maps[bpf.DatapathMapSelector], Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
 	}
-	// Generations only grow, across worker restarts too: the one in force
-	// is in the info map, and conntrack entries of older generations are
-	// judged again by the datapath.
-	var info bpf.DatapathInfoValue
-	if err := pm.Info.Lookup(uint32(0), &info); err != nil {
-		return fmt.Errorf("read the generation in force: %w", err)
-	}
-	generation := info.Generation + 1
+	// The loader assigns the generation and accepts no other: conntrack
+	// entries of another generation are judged again by the datapath.
 	if err := pm.Apply(compiled, generation, set.Hash); err != nil {
 		return fmt.Errorf("apply policy set: %w", err)
 	}
@@ -228,7 +237,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	// The loader closes the channel when it goes; its death also kills us
 	// through the parent-death signal.
 	closed := make(chan error, 1)
-	go func() { closed <- rec.fromLoader(conn) }()
+	go func() { closed <- rec.fromLoader(conn, log) }()
 	go keepAlive(conn, log)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
@@ -310,7 +319,7 @@ func keepAlive(conn *ipc.Conn, log hclog.Logger) {
 
 // fromLoader handles the loader's messages until the channel fails or a
 // message is not one the worker accepts.
-func (r *recorder) fromLoader(conn *ipc.Conn) error {
+func (r *recorder) fromLoader(conn *ipc.Conn, log hclog.Logger) error {
 	for {
 		m, err := conn.Recv(context.Background())
 		if err != nil {
@@ -319,6 +328,21 @@ func (r *recorder) fromLoader(conn *ipc.Conn) error {
 		switch m := m.(type) {
 		case ipc.Event:
 			r.write(loaderEvent(m))
+		case ipc.Reload:
+			// Known gap: reading the policies again in place needs the
+			// datapath's grace period before a half is rewritten, which
+			// is not built yet. Until then a reload is refused, the
+			// policy in force stays, and a restart applies new files.
+			why := "reload is not supported by this version; restart the service to apply changed policies"
+			log.Warn("reload refused", "reason", why)
+			r.write(audit.Record{Type: audit.TypePolicyRejected, Outcome: "failure", Who: who(), Resource: "policy set",
+				Details: map[string]any{"reason": why}})
+			ctx, cancel := context.WithTimeout(context.Background(), aliveEvery)
+			err := conn.Send(ctx, ipc.Refused{Why: why})
+			cancel()
+			if err != nil {
+				return err
+			}
 		default:
 			ipc.CloseFDs(m)
 			return fmt.Errorf("unexpected %s from loader", m.Type())
@@ -343,39 +367,44 @@ func loaderEvent(e ipc.Event) audit.Record {
 
 func who() string { return fmt.Sprintf("pci-segment worker uid=%d pid=%d", os.Getuid(), os.Getpid()) }
 
-// checkUnprivileged refuses a worker that kept any capability or lacks
-// NoNewPrivs. uid 0 is allowed only under the documented overrides, which
-// the loader has already logged.
-func checkUnprivileged(allowRoot bool) error {
-	caps, err := privilege.CurrentCaps()
-	if err != nil {
+// checkUnprivileged refuses a worker any thread of which kept a
+// capability or lacks NoNewPrivs, or, once the filter is in (filtered), is
+// outside seccomp filter mode. uid 0 is allowed only under the documented
+// overrides, which the loader has already logged. It reads /proc rather
+// than asking with capget and prctl, which the worker's filter refuses.
+func checkUnprivileged(p privilege.Process, allowRoot, filtered bool) error {
+	if err := p.Uniform(); err != nil {
 		return err
 	}
-	if caps.Effective|caps.Permitted|caps.Inheritable|caps.Bounding|caps.Ambient != 0 {
+	st := p.ThreadState
+	if st.CapEff|st.CapPrm|st.CapInh|st.CapBnd|st.CapAmb != 0 {
 		return fmt.Errorf("capabilities survived the drop: effective %#x permitted %#x inheritable %#x bounding %#x ambient %#x",
-			caps.Effective, caps.Permitted, caps.Inheritable, caps.Bounding, caps.Ambient)
+			st.CapEff, st.CapPrm, st.CapInh, st.CapBnd, st.CapAmb)
 	}
-	nnp, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
-	if err != nil {
-		return fmt.Errorf("read NoNewPrivs: %w", err)
-	}
-	if nnp != 1 {
+	if !st.NoNewPrivs {
 		return errors.New("NoNewPrivs is not set")
 	}
-	if os.Getuid() == 0 || os.Getgid() == 0 {
+	if filtered && st.Seccomp != privilege.SeccompFilter {
+		return fmt.Errorf("seccomp is %v after the filter was installed", st.Seccomp)
+	}
+	if st.UID.Effective == 0 || st.GID.Effective == 0 {
 		skip, err := envflag.Bool("PCI_SEGMENT_SKIP_PRIVILEGE_DROP")
 		if err != nil {
 			return err
 		}
 		if !skip && !allowRoot {
-			return fmt.Errorf("running as uid %d gid %d without a development override", os.Getuid(), os.Getgid())
+			return fmt.Errorf("running as uid %d gid %d without a development override", st.UID.Effective, st.GID.Effective)
 		}
 	}
 	return nil
 }
 
-func privilegeRecord() audit.Record {
-	d := map[string]any{"uid": os.Getuid(), "gid": os.Getgid()}
+// newThreadsChecked is how many threads the worker starts after its drop
+// to check that they carry it.
+const newThreadsChecked = 100
+
+func privilegeRecord(threadsChecked int) audit.Record {
+	d := map[string]any{"uid": os.Getuid(), "gid": os.Getgid(), "threads_checked": threadsChecked}
 	if p, err := privilege.ReadProcess(os.Getpid()); err == nil {
 		d["state"] = p
 	} else {
@@ -385,19 +414,19 @@ func privilegeRecord() audit.Record {
 }
 
 // receiveMaps takes the map fds and checks each against the datapath's
-// definition before any use.
-func receiveMaps(ctx context.Context, conn *ipc.Conn, sizes bpf.Sizes) (map[string]*ebpf.Map, error) {
+// definition before any use; and the generation its policy must carry.
+func receiveMaps(ctx context.Context, conn *ipc.Conn, sizes bpf.Sizes) (map[string]*ebpf.Map, uint64, error) {
 	m, err := conn.Expect(ctx, ipc.TypeMaps)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	msg := m.(ipc.Maps)
 	maps := map[string]*ebpf.Map{}
-	fail := func(err error) (map[string]*ebpf.Map, error) {
+	fail := func(err error) (map[string]*ebpf.Map, uint64, error) {
 		for _, mp := range maps {
 			mp.Close()
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	for i, name := range msg.Names {
 		mp, err := ebpf.NewMapFromFD(msg.FDs[i])
@@ -424,7 +453,7 @@ func receiveMaps(ctx context.Context, conn *ipc.Conn, sizes bpf.Sizes) (map[stri
 			return fail(fmt.Errorf("loader did not send map %q", name))
 		}
 	}
-	return maps, nil
+	return maps, msg.Generation, nil
 }
 
 // recorder writes audit records, counting every write and every failure.
