@@ -90,10 +90,11 @@ type statusProcess struct {
 		Mode    string `json:"mode"`
 		Filters int    `json:"filters"`
 	} `json:"seccomp"`
-	Threads       int    `json:"threads"`
-	ThreadsDiffer string `json:"threads_differ"`
-	MACLabel      string `json:"mac_label"`
-	BPF           *struct {
+	Threads            int      `json:"threads"`
+	ThreadsDiffer      string   `json:"threads_differ"`
+	ThreadsHoldingLess []string `json:"threads_holding_less"`
+	MACLabel           string   `json:"mac_label"`
+	BPF                *struct {
 		Maps     []statusObject `json:"maps"`
 		Programs []statusObject `json:"programs"`
 		Links    []statusObject `json:"links"`
@@ -307,6 +308,13 @@ func TestStatusShowsTheSplitAsProcSeesIt(t *testing.T) {
 		if len(s.Worker.Capabilities.Effective)+len(s.Worker.Capabilities.Bounding) != 0 || !s.Worker.NoNewPrivs ||
 			s.Worker.Seccomp.Mode != "filter" || s.Worker.ThreadsDiffer != "" {
 			t.Errorf("worker not shown confined: %+v", *s.Worker)
+		}
+		// The loader's thread that started the worker waits in it with an
+		// empty bounding set: it holds less than the rest, never more.
+		if s.Loader.ThreadsDiffer != "" || len(s.Loader.ThreadsHoldingLess) != 1 ||
+			!strings.Contains(s.Loader.ThreadsHoldingLess[0], "CapBnd 0000000000000000") {
+			t.Errorf("loader threads: differ %q, holding less %q; want none differing and the spawning thread holding less",
+				s.Loader.ThreadsDiffer, s.Loader.ThreadsHoldingLess)
 		}
 
 		// What each process holds.

@@ -321,6 +321,22 @@ func (p Process) Uniform() error {
 	return nil
 }
 
+// HoldsLess reports whether thread b, differing from the leader a, holds
+// only less: the same ids and groups, every capability set a subset of a's,
+// NoNewPrivs and seccomp at least as strict. The loader's thread that
+// starts the worker is such a thread: its bounding set is emptied so that
+// the worker can inherit nothing.
+func HoldsLess(a, b ThreadState) bool {
+	subset := func(x, y uint64) bool { return y&^x == 0 }
+	return a.UID == b.UID && a.GID == b.GID && slices.Equal(a.Groups, b.Groups) &&
+		subset(a.CapInh, b.CapInh) && subset(a.CapPrm, b.CapPrm) && subset(a.CapEff, b.CapEff) &&
+		subset(a.CapBnd, b.CapBnd) && subset(a.CapAmb, b.CapAmb) &&
+		(b.NoNewPrivs || !a.NoNewPrivs) && b.Seccomp >= a.Seccomp && b.SeccompFilters >= a.SeccompFilters
+}
+
+// Diff says how thread b differs from the leader a: "" when it does not.
+func Diff(a, b ThreadState) string { return privilegeDiff(a, b) }
+
 func privilegeDiff(a, b ThreadState) string {
 	switch {
 	case a.UID != b.UID:

@@ -292,6 +292,36 @@ func TestUniformNamesTheThreadThatDiffers(t *testing.T) {
 	}
 }
 
+func TestHoldsLessOnlyWhenNothingIsGained(t *testing.T) {
+	leader := ThreadState{TID: 10, TGID: 10, Groups: []uint32{}, NoNewPrivs: true, Seccomp: SeccompFilter, SeccompFilters: 1,
+		CapEff: CapMask(CapBPF, CapKill), CapPrm: CapMask(CapBPF, CapKill), CapBnd: CapMask(CapBPF, CapKill)}
+	for name, tc := range map[string]struct {
+		change func(*ThreadState)
+		less   bool
+	}{
+		"bounding set emptied": {func(s *ThreadState) { s.CapBnd = 0 }, true},
+		"one capability fewer": {func(s *ThreadState) { s.CapEff = CapMask(CapBPF) }, true},
+		"one more filter":      {func(s *ThreadState) { s.SeccompFilters = 2 }, true},
+		"a capability more":    {func(s *ThreadState) { s.CapBnd |= CapMask(CapSysAdmin) }, false},
+		"one traded for other": {func(s *ThreadState) { s.CapEff = CapMask(CapBPF, CapChown) }, false},
+		"ambient gained":       {func(s *ThreadState) { s.CapAmb = CapMask(CapBPF) }, false},
+		"NoNewPrivs off":       {func(s *ThreadState) { s.NoNewPrivs = false }, false},
+		"seccomp off":          {func(s *ThreadState) { s.Seccomp, s.SeccompFilters = SeccompDisabled, 0 }, false},
+		"another uid":          {func(s *ThreadState) { s.UID.Effective = 1 }, false},
+		"another group":        {func(s *ThreadState) { s.Groups = []uint32{4} }, false},
+	} {
+		other := leader
+		other.TID = 11
+		tc.change(&other)
+		if got := HoldsLess(leader, other); got != tc.less {
+			t.Errorf("%s: HoldsLess = %v, want %v", name, got, tc.less)
+		}
+		if Diff(leader, other) == "" {
+			t.Errorf("%s: Diff finds no difference", name)
+		}
+	}
+}
+
 // formatStatus renders the fields ParseStatus uses, in the kernel's format.
 func formatStatus(st ThreadState) string {
 	var b strings.Builder

@@ -56,9 +56,13 @@ type Privileges struct {
 	Seccomp      Seccomp  `json:"seccomp"`
 	// Threads counts the threads read; ThreadsDiffer names the first one
 	// whose ids, capabilities, NoNewPrivs or seccomp differ from the
-	// leader's ("" when all agree).
-	Threads       int    `json:"threads"`
-	ThreadsDiffer string `json:"threads_differ,omitempty"`
+	// leader's other than by holding less ("" when none does).
+	// ThreadsHoldingLess lists, one line each, the threads that differ
+	// only by holding less (privilege.HoldsLess), such as the loader's
+	// thread that starts the worker.
+	Threads            int      `json:"threads"`
+	ThreadsDiffer      string   `json:"threads_differ,omitempty"`
+	ThreadsHoldingLess []string `json:"threads_holding_less,omitempty"`
 }
 
 // Account is a user or group id and its name ("" when unknown).
@@ -283,8 +287,15 @@ func privileges(pr privilege.Process) *Privileges {
 	for _, g := range pr.Groups {
 		p.Groups = append(p.Groups, Account{ID: g, Name: groupName(g)})
 	}
-	if err := pr.Uniform(); err != nil {
-		p.ThreadsDiffer = err.Error()
+	for _, t := range pr.Threads {
+		d := privilege.Diff(pr.ThreadState, t)
+		switch {
+		case d == "":
+		case privilege.HoldsLess(pr.ThreadState, t):
+			p.ThreadsHoldingLess = append(p.ThreadsHoldingLess, fmt.Sprintf("thread %d: %s", t.TID, d))
+		case p.ThreadsDiffer == "":
+			p.ThreadsDiffer = fmt.Sprintf("thread %d of process %d differs from the leader: %s", t.TID, pr.TGID, d)
+		}
 	}
 	return p
 }

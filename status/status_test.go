@@ -286,6 +286,23 @@ func TestTextSaysUnknownAndNone(t *testing.T) {
 	}
 }
 
+func TestTextNamesThreadsHoldingLess(t *testing.T) {
+	s := &Status{PinDir: "/sys/fs/bpf/x/v1", Loader: confinedWorker(), Overrides: []Override{}, Findings: []string{}}
+	s.Loader.ThreadsHoldingLess = []string{"thread 21: CapBnd 0000000000000000, leader 0000000000000400"}
+	var b bytes.Buffer
+	if err := s.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"threads  8, 7 alike, 1 holding less than the leader (never more)\n",
+		"  thread 21: CapBnd 0000000000000000, leader 0000000000000400\n",
+	} {
+		if !strings.Contains(squeeze(b.String()), squeeze(want)) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 // squeeze turns runs of spaces into one, so that column widths do not
 // matter.
 func squeeze(s string) string {

@@ -205,10 +205,16 @@ func writeProcess(p func(string, ...any), role string, proc *Process) {
 		}
 		p("  Seccomp\t%s, %s", pr.Seccomp.Mode, filters)
 		alike := "all alike"
+		if n := len(pr.ThreadsHoldingLess); n > 0 {
+			alike = fmt.Sprintf("%d alike, %d holding less than the leader (never more)", pr.Threads-n, n)
+		}
 		if pr.ThreadsDiffer != "" {
 			alike = "not alike: " + pr.ThreadsDiffer
 		}
 		p("  threads\t%d, %s", pr.Threads, alike)
+		for _, t := range pr.ThreadsHoldingLess {
+			p("  \t  %s", t)
+		}
 	}
 	switch proc.MACLabel {
 	case "":
