@@ -96,8 +96,13 @@ func version() string {
 }
 
 func logger(name, level string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(level), Output: os.Stderr})
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(level), Output: os.Stderr,
+		// The worker's lines reach the operator through the loader,
+		// which stamps each with its own time.
+		DisableTime: name == workerLogName})
 }
+
+const workerLogName = "pci-segment.worker"
 
 func main() {
 	var c cli
@@ -142,7 +147,7 @@ func main() {
 		os.Exit(c.Status.run(os.Stdout, os.Stderr))
 	case "worker":
 		w := c.Worker
-		log := logger("pci-segment.worker", c.LogLevel)
+		log := logger(workerLogName, c.LogLevel)
 		exit(log, worker.Run(worker.Config{
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
 			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp,
