@@ -115,9 +115,12 @@ type Sizes struct {
 
 // DefaultSizes hold 100,000 prefixes across a policy set with room to
 // spare (excepts and "any peer" rules add entries), the port entries such
-// a set compiles to when its rules do not all share ports, and the
-// connections of a busy server.
-var DefaultSizes = Sizes{Prefixes: 200_000, PortEntries: 200_000, Flows: 32_768}
+// a set compiles to even when its rules do not share ports (a class per
+// distinct set of overlapping rules, each with its rules' ports:
+// policy.Synthetic(100_000) needs about 600,000), and the connections of a
+// busy server. The tries allocate per entry, so unused capacity costs no
+// memory.
+var DefaultSizes = Sizes{Prefixes: 200_000, PortEntries: 1_000_000, Flows: 32_768}
 
 // Upper bounds of Sizes: beyond them a typo, not a plan. The address and
 // port tries allocate per entry, so their bound is generous; connection

@@ -837,3 +837,58 @@ func FuzzDifferential(f *testing.F) {
 		reportDisagreements(t, "fuzz input", fuzzEnv.env.differential(t, g, 200))
 	})
 }
+
+// TestDefaultSizesHold100kPrefixes applies two 100,000-prefix sets, one per
+// half, to maps of the default sizes, and judges packets to the sets' own
+// peers and ports with the twin and the reference: the defaults are what
+// DefaultSizes says they hold, and a set that size is enforced as written.
+func TestDefaultSizesHold100kPrefixes(t *testing.T) {
+	e := newDiffEnv(t)
+	defer e.close()
+	g := newGenerator(rand.New(rand.NewPCG(7, 7)))
+	for gen, seed := range []uint64{1, 2} {
+		set := policy.Synthetic(100_000, seed, false)
+		c, err := policy.Compile(set, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := policyMaps(e.objs).Apply(c, uint64(gen+1), set.Hash); err != nil {
+			t.Fatalf("set %d (%d address entries, %d port entries) on default-sized maps: %v", gen+1, len(c.Addrs), len(c.Ports), err)
+		}
+		var peers []netip.Prefix
+		var ports []uint16
+		spec := set.Policies[0].Spec
+		for _, rules := range [][]policy.Rule{spec.Ingress, spec.Egress} {
+			for _, r := range rules {
+				for _, p := range r.Peers {
+					peers = append(peers, p.CIDR)
+				}
+				for _, p := range r.Ports {
+					ports = append(ports, p.Port)
+				}
+			}
+		}
+		var bad []string
+		allowed := 0
+		for range 2000 {
+			p := policy.Packet{Direction: policy.Direction(g.r.IntN(2)), Peer: g.randomIn(peers[g.r.IntN(len(peers))]),
+				Protocol: []uint8{6, 17}[g.r.IntN(2)], Port: ports[g.r.IntN(len(ports))]}
+			d, q := twinQuery(p, 40000, 0)
+			got, err := e.twin.Verdict(d, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := policy.Evaluate(set, nil, p)
+			if got != want.Allowed {
+				bad = append(bad, fmt.Sprintf("packet %s: twin allow=%v, reference %s", p, got, want))
+			}
+			if want.Allowed {
+				allowed++
+			}
+		}
+		reportDisagreements(t, fmt.Sprintf("100,000-prefix set %d", gen+1), bad)
+		if allowed < 100 || allowed > 1900 {
+			t.Errorf("set %d: %d of 2000 packets allowed: the sample does not test both verdicts", gen+1, allowed)
+		}
+	}
+}

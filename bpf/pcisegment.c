@@ -209,7 +209,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 400000);
+	__uint(max_entries, 2000000);
 	__type(key, struct port_key);
 	__type(value, struct port_value);
 } ports SEC(".maps");

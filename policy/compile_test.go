@@ -825,63 +825,12 @@ func TestCompilePortEntriesDoNotGrowWithDisjointRules(t *testing.T) {
 }
 
 func TestCompileIsDeterministic(t *testing.T) {
-	set := bigSet(20_000, 3, true)
+	set := Synthetic(20_000, 3, true)
 	a, _ := Compile(set, nil)
 	b, _ := Compile(set, nil)
 	if !reflect.DeepEqual(a, b) {
 		t.Error("two compilations of one set differ")
 	}
-}
-
-// bigSet builds one policy with n peer prefixes, a tenth of them carrying an
-// except (which counts as a prefix), in rules of 100 peers, half ingress and
-// half egress. Mostly hosts and small networks, as allowlists are; with
-// overlapping, a third are /16 to /20 networks, so most addresses are
-// covered by several rules and nearly every boundary is a new class.
-func bigSet(n int, seed uint64, overlapping bool) *Set {
-	rng := rand.New(rand.NewPCG(seed, seed))
-	p := &Policy{APIVersion: APIVersion, Kind: Kind}
-	p.Metadata.Name = "big"
-	p.Spec.PolicyTypes = []Direction{Ingress, Egress}
-	v4 := func(bits int) netip.Prefix {
-		a := [4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}
-		return netip.PrefixFrom(netip.AddrFrom4(a), bits).Masked()
-	}
-	for i := 0; i < n; {
-		var r Rule
-		for j := 0; j < 100 && i < n; j++ {
-			var peer Peer
-			switch x := rng.IntN(100); {
-			case overlapping && x < 33:
-				peer.CIDR = v4(16 + rng.IntN(5))
-			case x < 5:
-				a := [16]byte{0x20, 0x01, 0x0d, 0xb8, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}
-				peer.CIDR = netip.PrefixFrom(netip.AddrFrom16(a), 48+rng.IntN(81)).Masked()
-			case x < 10:
-				peer.CIDR = v4(16 + rng.IntN(8))
-			case x < 25:
-				peer.CIDR = v4(24 + rng.IntN(8))
-			default:
-				peer.CIDR = v4(32)
-			}
-			i++
-			if i < n && rng.IntN(10) == 0 && peer.CIDR.Bits() < peer.CIDR.Addr().BitLen() {
-				peer.Except = []netip.Prefix{netip.PrefixFrom(peer.CIDR.Addr(), peer.CIDR.Bits()+1)}
-				i++
-			}
-			r.Peers = append(r.Peers, peer)
-		}
-		r.Ports = []Port{{Protocol: TCP, Port: uint16(1 + rng.IntN(1024))}}
-		if rng.IntN(2) == 0 {
-			r.Ports = append(r.Ports, Port{Protocol: UDP, Port: 5000, EndPort: uint16(5000 + rng.IntN(100))})
-		}
-		if len(p.Spec.Ingress) <= len(p.Spec.Egress) {
-			p.Spec.Ingress = append(p.Spec.Ingress, r)
-		} else {
-			p.Spec.Egress = append(p.Spec.Egress, r)
-		}
-	}
-	return &Set{Policies: []*Policy{p}}
 }
 
 // TestCompile100kPrefixesIsFast guards against a quadratic walk creeping
@@ -891,7 +840,7 @@ func TestCompile100kPrefixesIsFast(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: builds a 100,000-prefix set")
 	}
-	set := bigSet(100_000, 1, false)
+	set := Synthetic(100_000, 1, false)
 	start := time.Now()
 	c, err := Compile(set, nil)
 	if err != nil {
@@ -905,12 +854,12 @@ func TestCompile100kPrefixesIsFast(t *testing.T) {
 	}
 }
 
-func BenchmarkCompile100k(b *testing.B) { benchmarkCompile(b, bigSet(100_000, 1, false)) }
+func BenchmarkCompile100k(b *testing.B) { benchmarkCompile(b, Synthetic(100_000, 1, false)) }
 
 // BenchmarkCompile100kOverlapping is the costly shape: the output grows
 // with the number of distinct rule sets times their ports (about two
 // million port entries here), and so does the time.
-func BenchmarkCompile100kOverlapping(b *testing.B) { benchmarkCompile(b, bigSet(100_000, 1, true)) }
+func BenchmarkCompile100kOverlapping(b *testing.B) { benchmarkCompile(b, Synthetic(100_000, 1, true)) }
 
 // BenchmarkCompile100kHostRules is 100,000 rules of one host each, all
 // allowing TCP 443: one class, one port entry per direction.

@@ -54,7 +54,7 @@ type enforceCmd struct {
 	// Map capacities, fixed for the life of the loader; the defaults are
 	// bpf.DefaultSizes.
 	MaxPrefixes    int `default:"200000" help:"Address prefixes, IPv4 and IPv6 together, that one policy set may compile to; sizes the address maps."`
-	MaxPortEntries int `default:"200000" help:"Port allowances that one policy set may compile to; sizes the port map."`
+	MaxPortEntries int `default:"1000000" help:"Port allowances that one policy set may compile to; sizes the port map."`
 	MaxFlows       int `default:"32768" help:"Connections tracked at once; sizes connection tracking."`
 }
 
