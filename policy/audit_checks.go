@@ -26,6 +26,7 @@ func (s *Set) Audit(hostLabels map[string]string) []*Finding {
 		lines: newFieldLines(s.Files), rules: make(map[ruleID]*auditRule), seen: make(map[string]bool),
 	}
 	a.hosts = a.cdeHosts()
+	a.duplicates()
 	for _, p := range s.Policies {
 		a.policy(p)
 	}
@@ -81,6 +82,28 @@ func (a *auditor) at(c check, p *Policy, field string, line int, format string, 
 }
 
 func (a *auditor) add(f *Finding) { a.out = append(a.out, f) }
+
+// duplicates warns about every policy whose namespace/name an earlier one
+// already has. Both are enforced (allowances are a union), but audit
+// records, metrics and check name the policy that allowed a flow by that
+// name, and would not say which of the two did (Req 10.2.2). A warning, not
+// an error: refusing the set would leave the host unfiltered over a naming
+// slip that changes no verdict.
+func (a *auditor) duplicates() {
+	first := make(map[string]*Policy, len(a.set.Policies))
+	for _, p := range a.set.Policies {
+		k := p.Key()
+		q, dup := first[k]
+		if !dup {
+			first[k] = p
+			continue
+		}
+		a.add(a.at(checkDuplicateName, p, "metadata.name", p.nameLine,
+			"policy %q is already defined in %s:%d (document %d); both are enforced, but audit records, "+
+				"metrics and check will not say which of the two allowed a flow; rename one",
+			k, q.Source.File, q.nameLine, q.Source.Doc))
+	}
+}
 
 // justified reports whether p records why it needs what it opens.
 func justified(p *Policy) bool {

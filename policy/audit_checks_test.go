@@ -660,12 +660,13 @@ func TestAuditJudgesTheCDEHostsSelectorsName(t *testing.T) {
 	})
 }
 
-func TestAuditKeepsDuplicateNamesAnError(t *testing.T) {
+func TestAuditWarnsAboutDuplicateNames(t *testing.T) {
 	doc := auditDoc("same", cde, annotated, "  ingress: ["+toBastion+"]\n")
 	got := auditFindings(t, []string{doc, doc}, "", []found{
-		{"1.2.1", "error", "metadata.name", `policy "same" is already defined in`},
+		{"1.3.2", "warning", "spec.podSelector", "egress of a host labelled only pci-env=cde"},
+		{"10.2.2", "warning", "metadata.name", `policy "same" is already defined in`},
 	})
-	if len(got) == 1 && (got[0].Doc != 2 || got[0].Line != 13) {
-		t.Errorf("points at document %d line %d, want the second name: document 2 line 13", got[0].Doc, got[0].Line)
+	if len(got) == 2 && (got[1].Doc != 2 || got[1].Line != 13) {
+		t.Errorf("points at document %d line %d, want the second name: document 2 line 13", got[1].Doc, got[1].Line)
 	}
 }

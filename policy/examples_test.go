@@ -55,7 +55,6 @@ func TestInvalidExamplesFailWithTheirMistake(t *testing.T) {
 		{"endport-without-port.yaml", 14, "spec.ingress[0].ports[0].endPort", "1.2.5", `endPort needs port; add "port: N"`},
 		{"wrong-apiversion.yaml", 2, "apiVersion", "1.2.1", `"networking.k8s.io/v1" is not supported; use "pci-segment/v1"`},
 		{"ignored-egress.yaml", 15, "spec.egress", "1.2.1", "egress rules have no effect because policyTypes does not list Egress"},
-		{"duplicate-name.yaml", 12, "metadata.name", "1.2.1", `policy "same" is already defined in`},
 		{"cde-open-ingress.yaml", 16, "spec.ingress[0].from", "1.3.1", "CDE ingress admits every IPv4 address on every port of every protocol through these peers"},
 		{"cde-nearly-open-ingress.yaml", 18, "spec.ingress[0].from", "1.3.1", "CDE ingress admits every public IPv4 address on every port of every protocol through these peers"},
 	}

@@ -30,6 +30,7 @@ var (
 	checkUngovernedIngress = check{"cde-ungoverned-ingress", LevelWarning, "1.3.1"}
 	checkUngovernedEgress  = check{"cde-ungoverned-egress", LevelWarning, "1.3.2"}
 	checkSSH               = check{"cde-ssh-cut", LevelWarning, "1.2.5"}
+	checkDuplicateName     = check{"duplicate-name", LevelWarning, "10.2.2"}
 )
 
 // checks is every check, in the order of the documented table.
@@ -38,6 +39,7 @@ var checks = []check{
 	checkOpenIngress, checkOpenEgress, checkPublicIngress, checkPublicEgress,
 	checkEveryPort, checkInsecure, checkAnnotation,
 	checkNoPolicy, checkUngovernedIngress, checkUngovernedEgress, checkSSH,
+	checkDuplicateName,
 }
 
 // byDirection picks the ingress or the egress variant of a check.

@@ -8,7 +8,7 @@
 //
 //	check                   level    req     reports
 //	schema                  error    1.2.1   YAML syntax, unknown or repeated fields, apiVersion, kind,
-//	                                         names (a name used twice too), labels, selectors,
+//	                                         names, labels, selectors,
 //	                                         policyTypes, rules of a direction policyTypes leaves out,
 //	                                         unreadable paths; a file holding no policy is a warning
 //	peer                    error    1.2.1   a malformed cidr, host bits set, an except that is not a
@@ -33,6 +33,7 @@
 //	cde-ungoverned-egress   warning  1.3.2   a CDE host whose egress no applying policy governs
 //	cde-ssh-cut             warning  1.2.5   a CDE host whose ingress is governed and admits TCP 22
 //	                                         from no address
+//	duplicate-name          warning  10.2.2  a policy whose namespace/name an earlier one has
 //
 // Why these requirements: 1.2.1 asks that rulesets be defined and
 // implemented, and a document that could be read two ways, or a name that
@@ -104,11 +105,12 @@
 // downloads, and a warning on every such rule would teach people to skip
 // the warnings.
 //
-// Duplicate policy names stay an error. Enforcing both documents would be
-// safe for packets (allowances are a union), but the audit log, metrics and
+// Duplicate policy names are a warning. Enforcing both documents is safe
+// for packets (allowances are a union), but the audit log, metrics and
 // `check` name the policy that allowed a flow by its namespace/name, and
 // with two such policies that record no longer says which rule let traffic
-// in (Req 10.2.2 wants the affected resource identified).
+// in (Req 10.2.2 wants the affected resource identified). Refusing the set
+// instead would leave a host unfiltered at boot over a naming slip.
 //
 // Set.Audit runs once a set loads, on the set as it would be enforced; it
 // adds nothing to what enforce refuses, which is what Load refuses.

@@ -85,29 +85,9 @@ func load(paths []string) (*Set, []*Finding) {
 		set.Files = append(set.Files, File{Path: name, SHA256: sha256.Sum256(data), Policies: len(pols)})
 		set.Policies = append(set.Policies, pols...)
 	}
-	errs = append(errs, duplicates(set.Policies)...)
 	slices.SortStableFunc(set.Policies, func(a, b *Policy) int { return strings.Compare(a.Key(), b.Key()) })
 	set.Hash = setHash(set.Files)
 	return set, errs
-}
-
-// duplicates reports every policy whose key an earlier one already has.
-func duplicates(pols []*Policy) []*Finding {
-	var errs []*Finding
-	first := make(map[string]*Policy, len(pols))
-	for _, p := range pols {
-		k := p.Key()
-		if q, dup := first[k]; dup {
-			errs = append(errs, &Finding{
-				File: p.Source.File, Doc: p.Source.Doc, Line: p.nameLine, Field: "metadata.name",
-				Err: fmt.Errorf("policy %q is already defined in %s:%d (document %d); "+
-					"names must be unique in a set, rename one", k, q.Source.File, q.nameLine, q.Source.Doc),
-			})
-			continue
-		}
-		first[k] = p
-	}
-	return errs
 }
 
 func setHash(files []File) [sha256.Size]byte {

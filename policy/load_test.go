@@ -127,19 +127,29 @@ func TestLoadErrorsWrapTheirCause(t *testing.T) {
 	}
 }
 
-func TestLoadRejectsDuplicateNames(t *testing.T) {
+func TestLoadWarnsAboutDuplicateNames(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"a.yaml": named("web") + "---\n" + strings.Replace(named("web"), "  name: web\n", "  name: web\n  namespace: cde\n", 1),
 		"b.yaml": named("web"),
 	})
-	_, err := Load([]string{dir})
-	errs := AsErrors(err)
-	if len(errs) != 1 {
-		t.Fatalf("want one error (same name, other namespace is fine), got %v", errs)
+	set, err := Load([]string{dir})
+	if err != nil {
+		t.Fatalf("a duplicate name must not make the set invalid: %v", err)
 	}
-	f := errs[0]
-	wantMsg := `policy "web" is already defined in ` + filepath.Join(dir, "a.yaml") + `:4 (document 1); names must be unique in a set, rename one`
-	if filepath.Base(f.File) != "b.yaml" || f.Line != 4 || f.Field != "metadata.name" || f.Err.Error() != wantMsg {
+	var dups []*Finding
+	for _, f := range set.Audit(nil) {
+		if strings.Contains(f.Err.Error(), "already defined") {
+			dups = append(dups, f)
+		}
+	}
+	if len(dups) != 1 {
+		t.Fatalf("want one duplicate-name warning (same name, other namespace is fine), got %v", dups)
+	}
+	f := dups[0]
+	wantMsg := `policy "web" is already defined in ` + filepath.Join(dir, "a.yaml") + `:4 (document 1); both are enforced, ` +
+		`but audit records, metrics and check will not say which of the two allowed a flow; rename one`
+	if filepath.Base(f.File) != "b.yaml" || f.Line != 4 || f.Field != "metadata.name" || f.Err.Error() != wantMsg ||
+		f.Level() != LevelWarning || f.Requirement != "10.2.2" {
 		t.Errorf("got %s", f)
 	}
 }

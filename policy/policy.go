@@ -44,7 +44,7 @@ type Policy struct {
 	Spec       Spec
 	// Source is where the document starts.
 	Source Source
-	// nameLine locates metadata.name for the duplicate-name error.
+	// nameLine locates metadata.name for the duplicate-name warning.
 	nameLine int
 }
 
