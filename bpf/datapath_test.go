@@ -280,6 +280,18 @@ spec:
 		binary.BigEndian.PutUint16(b[12:], ethertype)
 		return b
 	}
+	// Each drop is counted under its reason.
+	ethertypeDrops := func() uint64 {
+		var per []DatapathCounter
+		if err := objs.Counters.Lookup(CounterReason(ReasonEthertype), &per); err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range per {
+			n += c.Packets
+		}
+		return n
+	}
 	for _, tc := range []struct {
 		name      string
 		ethertype uint16
@@ -289,12 +301,20 @@ spec:
 		{"LLDP is dropped", 0x88cc, verdictDrop},
 		{"a tag around an unknown ethertype is dropped", 0x8100, verdictDrop},
 	} {
+		before := ethertypeDrops()
 		ret, err := objs.PciIngress.Run(&ebpf.RunOptions{Data: frame(tc.ethertype)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ret != tc.want {
 			t.Errorf("%s: verdict %#x, want %#x", tc.name, ret, tc.want)
+		}
+		wantCounted := uint64(0)
+		if tc.want == verdictDrop {
+			wantCounted = 1
+		}
+		if got := ethertypeDrops() - before; got != wantCounted {
+			t.Errorf("%s: %d ethertype drops counted, want %d", tc.name, got, wantCounted)
 		}
 	}
 }
