@@ -11,7 +11,7 @@ import (
 
 func TestWorkerIsToldTheSizes(t *testing.T) {
 	s := bpf.DefaultSizes
-	s.Prefixes, s.Flows = 3, 1000
+	s.Prefixes, s.PortEntries, s.Flows = 3, 200_000, 1000
 	got := strings.Join(workerArgs(Config{Sizes: s, Policies: []string{"/p"}}), " ")
 	for _, want := range []string{"--max-prefixes 3 ", "--max-port-entries 200000 ", "--max-flows 1000", "-f /p"} {
 		if !strings.Contains(got, want) {
