@@ -314,7 +314,7 @@ func ReadProcess(pid int) (Process, error) {
 // thread.
 func (p Process) Uniform() error {
 	for _, t := range p.Threads {
-		if d := privilegeDiff(p.ThreadState, t); d != "" {
+		if d := Diff(p.ThreadState, t); d != "" {
 			return fmt.Errorf("thread %d of process %d differs from the leader: %s", t.TID, p.TGID, d)
 		}
 	}
@@ -335,9 +335,7 @@ func HoldsLess(a, b ThreadState) bool {
 }
 
 // Diff says how thread b differs from the leader a: "" when it does not.
-func Diff(a, b ThreadState) string { return privilegeDiff(a, b) }
-
-func privilegeDiff(a, b ThreadState) string {
+func Diff(a, b ThreadState) string {
 	switch {
 	case a.UID != b.UID:
 		return fmt.Sprintf("uid %v, leader %v", b.UID, a.UID)
