@@ -42,6 +42,45 @@ func serveUDP(t *testing.T, l *Lab, ns string, addr netip.Addr) netip.AddrPort {
 	return netip.MustParseAddrPort(pc.LocalAddr().String())
 }
 
+// boundPort returns a TCP port on addr in ns that is bound but not
+// listening, held until the test ends, so a SYN to it is answered by a RST.
+// Listening and then closing is not enough: a child forked by a parallel
+// test holds a copy of the listener's fd until it execs, and a SYN arriving
+// in that window completes a handshake that the close then resets.
+func boundPort(t *testing.T, l *Lab, ns string, addr netip.Addr) netip.AddrPort {
+	t.Helper()
+	var port netip.AddrPort
+	err := l.Do(ns, func() error {
+		family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Addr: addr.As16()})
+		if addr.Is4() {
+			family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: addr.As4()}
+		}
+		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.Bind(fd, sa); err != nil {
+			return err
+		}
+		got, err := unix.Getsockname(fd)
+		if err != nil {
+			return err
+		}
+		switch got := got.(type) {
+		case *unix.SockaddrInet4:
+			port = netip.AddrPortFrom(addr, uint16(got.Port))
+		case *unix.SockaddrInet6:
+			port = netip.AddrPortFrom(addr, uint16(got.Port))
+		}
+		return nil
+	})
+	if err != nil || !port.IsValid() {
+		t.Fatalf("binding a TCP port on %v in %s: %v", addr, ns, err)
+	}
+	return port
+}
+
 // flows lists every direction the lab offers, for both families.
 func flows(l *Lab) []struct {
 	name          string
@@ -138,15 +177,8 @@ func TestClosedPortIsRefusedNotTimedOut(t *testing.T) {
 	l := New(t)
 	for _, f := range flows(l) {
 		t.Run(f.name, func(t *testing.T) {
-			// Take a free port, then close it, so nothing listens there.
-			ln, err := l.ListenTCP(f.toNS, netip.AddrPortFrom(f.server, 0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			closed := netip.MustParseAddrPort(ln.Addr().String())
-			ln.Close()
-
-			err = l.DialTCP(f.fromNS, f.local, closed, dropTimeout)
+			closed := boundPort(t, l, f.toNS, f.server)
+			err := l.DialTCP(f.fromNS, f.local, closed, dropTimeout)
 			if !errors.Is(err, ErrRefused) || errors.Is(err, ErrTimeout) {
 				t.Errorf("tcp dial to closed port: %v; want ErrRefused only", err)
 			}
