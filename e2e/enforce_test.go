@@ -232,6 +232,21 @@ func TestWorkerRunsUnprivilegedOnEveryThread(t *testing.T) {
 		}
 	}
 
+	// The worker itself held 100 threads it started after the drop, and
+	// every other, to the identity the loader gave it; the audit log
+	// says against what and over how many.
+	wantID := privilege.Identity{UID: uint32(uid), GID: uint32(gid), Groups: wantGroups}.String()
+	drops := e.auditRecords(t, "privilege_drop")
+	if len(drops) != 1 {
+		t.Fatalf("%d privilege_drop records, want 1", len(drops))
+	}
+	if got := drops[0].Details["identity"]; got != wantID {
+		t.Errorf("privilege_drop checked identity %v, want %s", got, wantID)
+	}
+	if n, _ := drops[0].Details["threads_checked"].(float64); n < 100 {
+		t.Errorf("privilege_drop checked %v threads, want at least the 100 started after the drop", drops[0].Details["threads_checked"])
+	}
+
 	out, err := exec.Command("ps", "-o", "pid=", "-C", "pci-segment").Output()
 	if err != nil {
 		t.Fatalf("ps -C pci-segment: %v", err)

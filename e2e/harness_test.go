@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -262,6 +263,32 @@ func (e *enforcer) auditLog(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// auditRecord is the part of an audit record the tests read.
+type auditRecord struct {
+	Type     string         `json:"type"`
+	Outcome  string         `json:"outcome"`
+	Resource string         `json:"resource"`
+	Details  map[string]any `json:"details"`
+}
+
+// auditRecords returns the records of type typ, in order.
+func (e *enforcer) auditRecords(t *testing.T, typ string) []auditRecord {
+	t.Helper()
+	var out []auditRecord
+	sc := bufio.NewScanner(strings.NewReader(e.auditLog(t)))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var r auditRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("audit record %q: %v", sc.Text(), err)
+		}
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // scrape fetches the worker's metrics from inside the host namespace.

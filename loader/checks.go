@@ -132,5 +132,5 @@ func lookupAccount(name, group string) (account, error) {
 		}
 		groups = append(groups, uint32(n))
 	}
-	return account{user: name, group: group, uid: uint32(uid), gid: uint32(gid), groups: groups}, nil
+	return account{user: name, group: group, Identity: privilege.Identity{UID: uint32(uid), GID: uint32(gid), Groups: groups}}, nil
 }

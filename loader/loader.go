@@ -259,7 +259,7 @@ func prepareDirs(cfg Config, acct account) error {
 		// it would take CAP_FOWNER, which the loader does not hold.
 		err = unix.Fchmod(fd, 0o750)
 		if err == nil {
-			err = unix.Fchown(fd, int(acct.uid), int(acct.gid))
+			err = unix.Fchown(fd, int(acct.UID), int(acct.GID))
 		}
 		unix.Close(fd)
 		if err != nil {
@@ -271,8 +271,8 @@ func prepareDirs(cfg Config, acct account) error {
 
 // workerArgs is the worker's command line: what it needs to find its
 // input and output, never anything it could use against the loader.
-func workerArgs(cfg Config) []string {
-	args := []string{"--labels", cfg.Labels, "--audit-dir", cfg.AuditDir, "--state-dir", cfg.StateDir,
+func workerArgs(cfg Config, acct account) []string {
+	args := []string{"--identity", acct.Identity.String(), "--labels", cfg.Labels, "--audit-dir", cfg.AuditDir, "--state-dir", cfg.StateDir,
 		"--metrics-addr", cfg.MetricsAddr, "--log-level", cfg.LogLevel,
 		"--max-prefixes", strconv.Itoa(cfg.Sizes.Prefixes), "--max-port-entries", strconv.Itoa(cfg.Sizes.PortEntries),
 		"--max-flows", strconv.Itoa(cfg.Sizes.Flows)}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/sandbox"
 )
 
@@ -40,9 +41,8 @@ type worker struct {
 
 // account is the identity the worker runs as.
 type account struct {
-	user, group string
-	uid, gid    uint32
-	groups      []uint32 // supplementary: exactly the account's
+	user, group        string
+	privilege.Identity // supplementary groups: exactly the account's
 }
 
 // spawnWorker starts exe as `pci-segment worker` under acct, with the IPC
@@ -93,7 +93,7 @@ func spawnWorker(exe string, args, env []string, acct account, ipcEnd *os.File, 
 			ExtraFiles: []*os.File{ipcEnd},
 			Dir:        "/",
 			SysProcAttr: &syscall.SysProcAttr{
-				Credential: &syscall.Credential{Uid: acct.uid, Gid: acct.gid, Groups: acct.groups},
+				Credential: &syscall.Credential{Uid: acct.UID, Gid: acct.GID, Groups: acct.Groups},
 				Pdeathsig:  syscall.SIGKILL,
 				Setsid:     true,
 			},

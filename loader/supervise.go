@@ -135,7 +135,7 @@ func (s *supervisor) start() error {
 	if err != nil {
 		return err
 	}
-	w, err := spawnWorker(s.exe, workerArgs(s.cfg), workerEnv(), s.acct, end, s.log)
+	w, err := spawnWorker(s.exe, workerArgs(s.cfg, s.acct), workerEnv(), s.acct, end, s.log)
 	end.Close()
 	if err != nil {
 		conn.Close()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/sandbox"
 	"github.com/pci-segment/pci-segment/testenv"
 )
@@ -204,7 +205,7 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 			sup := &supervisor{
 				exe:       exe,
 				cfg:       Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
-				acct:      account{user: "nobody", group: "nogroup", uid: 65534, gid: 65534},
+				acct:      account{user: "nobody", group: "nogroup", Identity: privilege.Identity{UID: 65534, GID: 65534}},
 				maps:      &objs.DatapathMaps,
 				readOnly:  map[string]*ebpf.Map{bpf.DatapathMapCounters: ro},
 				log:       hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
@@ -285,7 +286,7 @@ func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, err := spawnWorker(exe, nil, []string{capsProbeEnv + "=1"},
-		account{user: "nobody", uid: 65534, gid: 65534}, end, hclog.New(&hclog.LoggerOptions{Output: out}))
+		account{user: "nobody", Identity: privilege.Identity{UID: 65534, GID: 65534}}, end, hclog.New(&hclog.LoggerOptions{Output: out}))
 	end.Close()
 	if err != nil {
 		t.Fatal(err)

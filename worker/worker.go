@@ -60,6 +60,9 @@ type Config struct {
 	MetricsAddr string
 	// AllowRoot is set by the loader when --allow-root was given.
 	AllowRoot bool
+	// Identity is the uid, gid and groups the loader started the worker
+	// with; every thread, old and new, must carry exactly these.
+	Identity privilege.Identity
 	// Seccomp names the filter: sandbox.ModeAllowlist (the default) or
 	// sandbox.ModeDenylist, the hardening guide's.
 	Seccomp string
@@ -79,7 +82,7 @@ func Run(cfg Config, log hclog.Logger) error {
 
 	self, err := privilege.ReadProcess(os.Getpid())
 	if err == nil {
-		err = checkUnprivileged(self, cfg.AllowRoot, false)
+		err = checkUnprivileged(self, cfg.Identity, cfg.AllowRoot, false)
 	}
 	if err != nil {
 		return fmt.Errorf("refusing to run: %w (the privilege drop failed; see docs/HARDENING.md, \"Two processes\")", err)
@@ -101,7 +104,7 @@ func Run(cfg Config, log hclog.Logger) error {
 		return err
 	}
 	if disabled {
-		log.Warn("development override in effect: seccomp filter disabled", sandbox.DisableEnv, os.Getenv(sandbox.DisableEnv))
+		log.Warn("development override in effect: own seccomp filter not installed (the loader's, inherited, still applies)", sandbox.DisableEnv, os.Getenv(sandbox.DisableEnv))
 	} else {
 		pol, err := sandbox.WorkerPolicy(cfg.Seccomp)
 		if err != nil {
@@ -120,7 +123,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	// would show: 100 new ones, started now, must match the rest.
 	threads, err := privilege.WithNewThreads(newThreadsChecked)
 	if err == nil {
-		err = checkUnprivileged(threads, cfg.AllowRoot, !disabled)
+		err = checkUnprivileged(threads, cfg.Identity, cfg.AllowRoot, !disabled)
 	}
 	if err != nil {
 		return fmt.Errorf("refusing to run: threads started after the drop: %w", err)
@@ -184,7 +187,7 @@ func Run(cfg Config, log hclog.Logger) error {
 
 	rec.write(audit.Record{Type: audit.TypeServiceStart, Outcome: "success", Who: who(),
 		Details: map[string]any{"pid": os.Getpid()}})
-	rec.write(privilegeRecord(len(threads.Threads)))
+	rec.write(privilegeRecord(cfg.Identity, len(threads.Threads)))
 	for _, o := range overrides(cfg, disabled) {
 		log.Warn("development override in effect", "override", o)
 		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(), Resource: o,
@@ -367,12 +370,18 @@ func loaderEvent(e ipc.Event) audit.Record {
 
 func who() string { return fmt.Sprintf("pci-segment worker uid=%d pid=%d", os.Getuid(), os.Getpid()) }
 
-// checkUnprivileged refuses a worker any thread of which kept a
-// capability or lacks NoNewPrivs, or, once the filter is in (filtered), is
-// outside seccomp filter mode. uid 0 is allowed only under the documented
-// overrides, which the loader has already logged. It reads /proc rather
-// than asking with capget and prctl, which the worker's filter refuses.
-func checkUnprivileged(p privilege.Process, allowRoot, filtered bool) error {
+// checkUnprivileged refuses a worker any thread of which is not exactly
+// the identity the loader started it with, kept a capability or lacks
+// NoNewPrivs, or, once the filter is in (filtered), is outside seccomp
+// filter mode. uid 0 is allowed only under the documented overrides, which
+// the loader has already logged. It reads /proc rather than asking with
+// capget and prctl, which the worker's filter refuses.
+func checkUnprivileged(p privilege.Process, want privilege.Identity, allowRoot, filtered bool) error {
+	for _, t := range append([]privilege.ThreadState{p.ThreadState}, p.Threads...) {
+		if err := want.Check(t); err != nil {
+			return fmt.Errorf("not the identity the loader gave: %w", err)
+		}
+	}
 	if err := p.Uniform(); err != nil {
 		return err
 	}
@@ -403,8 +412,11 @@ func checkUnprivileged(p privilege.Process, allowRoot, filtered bool) error {
 // to check that they carry it.
 const newThreadsChecked = 100
 
-func privilegeRecord(threadsChecked int) audit.Record {
-	d := map[string]any{"uid": os.Getuid(), "gid": os.Getgid(), "threads_checked": threadsChecked}
+// privilegeRecord says what the drop left: the identity every thread was
+// checked against, how many threads (the 100 new ones included) carried it,
+// and the process's state now.
+func privilegeRecord(id privilege.Identity, threadsChecked int) audit.Record {
+	d := map[string]any{"uid": os.Getuid(), "gid": os.Getgid(), "identity": id.String(), "threads_checked": threadsChecked}
 	if p, err := privilege.ReadProcess(os.Getpid()); err == nil {
 		d["state"] = p
 	} else {

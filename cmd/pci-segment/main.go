@@ -16,6 +16,7 @@ import (
 	"github.com/pci-segment/pci-segment/loader"
 	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/policy"
+	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/worker"
 )
 
@@ -63,6 +64,7 @@ type detachCmd struct {
 }
 
 type workerCmd struct {
+	Identity       string   `required:"" help:"uid:gid:groups the loader started this worker with."`
 	Files          []string `short:"f" name:"file"`
 	Labels         string
 	AuditDir       string
@@ -148,7 +150,11 @@ func main() {
 	case "worker":
 		w := c.Worker
 		log := logger(workerLogName, c.LogLevel)
-		exit(log, worker.Run(worker.Config{
+		id, err := privilege.ParseIdentity(w.Identity)
+		if err != nil {
+			exit(log, fmt.Errorf("worker --identity (set by the loader; start the worker with `pci-segment enforce`): %w", err))
+		}
+		exit(log, worker.Run(worker.Config{Identity: id,
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
 			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
