@@ -100,16 +100,23 @@ func (s *supervisor) serve(sigc <-chan os.Signal) (os.Signal, error) {
 		}
 		s.restarts++
 		s.lastWhy = why.Error()
-		s.log.Error("worker replaced; pinned links keep enforcing the last policy", "reason", s.lastWhy, "restarts", s.restarts)
 		if time.Since(s.started) >= stableAfter {
 			failures = 0
 		}
-		backoff := min(minBackoff<<min(failures, 6), maxBackoff)
+		backoff := backoffAfter(failures)
 		failures++
+		s.log.Error("worker replaced; pinned links keep enforcing the last policy",
+			"reason", s.lastWhy, "restarts", s.restarts, "backoff", backoff)
 		if sig := s.pause(sigc, backoff); sig != nil {
 			return sig, nil
 		}
 	}
+}
+
+// backoffAfter is the wait before the next worker, after that many
+// consecutive failures.
+func backoffAfter(failures int) time.Duration {
+	return min(minBackoff<<min(failures, 6), maxBackoff)
 }
 
 // pause waits d, or until a signal that ends the loader (returned).

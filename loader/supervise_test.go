@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,9 +28,11 @@ import (
 )
 
 // The test binary doubles as a fake worker (PCI_SEGMENT_TEST_FAKE_WORKER
-// set) that breaks the protocol once: the first incarnation misbehaves as
-// its --labels argument says and leaves a marker in its --audit-dir; later
-// ones find the marker and behave.
+// set) that breaks the protocol once, as its --labels argument says,
+// counting its incarnations in a marker in its --audit-dir: the first
+// misbehaves once its policy is applied; for an early misbehaviour, the
+// first applies and exits, and the second misbehaves before applying, when
+// the loader has attached already. Later ones behave.
 const fakeWorkerEnv = "PCI_SEGMENT_TEST_FAKE_WORKER"
 
 func TestMain(m *testing.M) {
@@ -56,28 +59,34 @@ func header(t ipc.Type, n int) []byte {
 // misbehaviours are what a compromised worker might send or do once it
 // runs. Each returns the text the loader's log must then show.
 var misbehaviours = map[string]struct {
-	do   func(fd int) error
-	want string
+	do    func(fd int) error
+	want  string
+	early bool // before Applied, in the second incarnation
 }{
-	"unknown type": {func(fd int) error { return unix.Sendmsg(fd, header(99, 0), nil, nil, 0) }, "unknown message type 99"},
+	"unknown type": {func(fd int) error { return unix.Sendmsg(fd, header(99, 0), nil, nil, 0) }, "unknown message type 99", false},
 	"oversized": {func(fd int) error {
 		return unix.Sendmsg(fd, append(header(ipc.TypeAlive, 0), make([]byte, 8000)...), nil, nil, 0)
-	}, "message over 4096 bytes"},
-	"truncated": {func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) }, "shorter than its header"},
-	"out of state": {func(fd int) error {
+	}, "message over 4096 bytes", false},
+	"truncated": {func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) }, "shorter than its header", false},
+	"loader's message": {func(fd int) error {
 		// Maps travels the other way.
 		b := append(binary.LittleEndian.AppendUint64(header(ipc.TypeMaps, 13), 1), "addr4"...)
 		return unix.Sendmsg(fd, b, unix.UnixRights(0), nil, 0)
-	}, "maps not permitted"},
+	}, "maps not permitted", false},
+	"out of state": {func(fd int) error {
+		// A worker message, but Alive is for a worker with a policy in
+		// force, and this one has applied none yet.
+		return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), nil, nil, 0)
+	}, "alive not permitted", true},
 	"repeated hello": {func(fd int) error {
 		return unix.Sendmsg(fd, binary.LittleEndian.AppendUint32(header(ipc.TypeHello, 4), ipc.Version), nil, nil, 0)
-	}, "hello not permitted"},
-	"extra fds": {func(fd int) error { return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), unix.UnixRights(0), nil, 0) }, "alive: 1 fds"},
+	}, "hello not permitted", false},
+	"extra fds": {func(fd int) error { return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), unix.UnixRights(0), nil, 0) }, "alive: 1 fds", false},
 	"generation of its own": {func(fd int) error {
 		// What would make every later worker's generation look stale.
 		b := binary.LittleEndian.AppendUint64(header(ipc.TypeApplied, 40), 1<<64-1)
 		return unix.Sendmsg(fd, append(b, make([]byte, 32)...), nil, nil, 0)
-	}, "the loader assigned 2"},
+	}, "the loader assigned 2", false},
 	"alive flood": {func(fd int) error {
 		for range 1000 {
 			if err := unix.Sendmsg(fd, header(ipc.TypeAlive, 0), nil, nil, 0); err != nil {
@@ -85,7 +94,7 @@ var misbehaviours = map[string]struct {
 			}
 		}
 		return nil
-	}, "more than 30 alive messages"},
+	}, "more than 30 alive messages", false},
 	"seccomp violation": {func(int) error {
 		// The worker's real filter, then a call it forbids.
 		pol, err := sandbox.WorkerPolicy(sandbox.ModeAllowlist)
@@ -96,7 +105,7 @@ var misbehaviours = map[string]struct {
 			return err
 		}
 		return syscall.Setuid(0)
-	}, "killed by its seccomp filter for calling setuid"},
+	}, "killed by its seccomp filter for calling setuid", false},
 }
 
 // fakeWorker speaks the protocol as the worker does, applying nothing.
@@ -115,16 +124,28 @@ func fakeWorker(mode, marker string) int {
 		return 1
 	}
 	ipc.CloseFDs(m)
+	before, _ := os.ReadFile(marker)
+	incarnation := len(before)
+	if err := os.WriteFile(marker, append(before, '.'), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "marker:", err)
+	}
+	mb := misbehaviours[mode]
+	misbehave := func() {
+		if err := mb.do(IPCFDForTest); err != nil {
+			fmt.Fprintln(os.Stderr, "misbehave:", err)
+		}
+	}
+	if mb.early && incarnation == 1 {
+		misbehave()
+	}
 	if err := conn.Send(ctx, ipc.Applied{Generation: m.(ipc.Maps).Generation}); err != nil {
 		return 1
 	}
-	if _, err := os.Stat(marker); err != nil {
-		if err := os.WriteFile(marker, nil, 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "marker:", err)
-		}
-		if err := misbehaviours[mode].do(IPCFDForTest); err != nil {
-			fmt.Fprintln(os.Stderr, "misbehave:", err)
-		}
+	switch {
+	case mb.early && incarnation == 0:
+		return 0 // make way for the one that misbehaves early
+	case !mb.early && incarnation == 0:
+		misbehave()
 	}
 	// Stay until the loader ends this process.
 	select {}
@@ -221,6 +242,11 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				sig, err := sup.serve(sigc)
 				done <- served{sig, err}
 			}()
+			// The last replacement must wait out its backoff.
+			restarts := 1
+			if mb.early {
+				restarts = 2
+			}
 			deadline := time.Now().Add(20 * time.Second)
 			for strings.Count(out.String(), "policy applied by worker") < 2 {
 				if time.Now().After(deadline) {
@@ -235,10 +261,16 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				t.Errorf("serve returned %v, %v", r.sig, r.err)
 			}
 			log := out.String()
-			for _, want := range []string{"worker replaced", mb.want, "restarts=1", "generation=2"} {
+			backoff := backoffAfter(restarts - 1)
+			for _, want := range []string{"worker replaced", mb.want, fmt.Sprintf("restarts=%d", restarts),
+				"generation=2", "backoff=" + backoff.String()} {
 				if !strings.Contains(log, want) {
 					t.Errorf("log lacks %q:\n%s", want, log)
 				}
+			}
+			replaced, restarted := lastLogged(t, log, "worker replaced"), lastLogged(t, log, "worker started")
+			if gap := restarted.Sub(replaced); gap < backoff {
+				t.Errorf("the replacement started %v after the violation, within its backoff of %v", gap, backoff)
 			}
 			// Attaching happens once: a replacement never detaches or
 			// re-attaches, so enforcement has no gap.
@@ -246,6 +278,38 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				t.Errorf("onApplied ran %d times, want once", applied)
 			}
 		})
+	}
+}
+
+// lastLogged is the time of the last log line containing what.
+func lastLogged(t *testing.T, log, what string) time.Time {
+	t.Helper()
+	var at time.Time
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, what) {
+			continue
+		}
+		stamp, _, _ := strings.Cut(line, " ")
+		var err error
+		if at, err = time.Parse("2006-01-02T15:04:05.000Z0700", stamp); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+	}
+	if at.IsZero() {
+		t.Fatalf("no log line has %q", what)
+	}
+	return at
+}
+
+func TestBackoffDoublesUpToItsCap(t *testing.T) {
+	var got []time.Duration
+	for f := range 9 {
+		got = append(got, backoffAfter(f))
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second,
+		32 * time.Second, time.Minute, time.Minute, time.Minute}
+	if !slices.Equal(got, want) {
+		t.Errorf("backoff over consecutive failures %v, want %v", got, want)
 	}
 }
 
@@ -297,6 +361,22 @@ func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 	}
 	if got := out.String(); !strings.Contains(got, `output="CapEff=0 CapPrm=0"`) {
 		t.Errorf("a cap_net_admin+ei binary started as the worker has %q, want no capabilities", got)
+	}
+
+	// The control: the same binary, started as the same user by a plain
+	// setuid and exec, without the spawn's reduction, gains the
+	// capability. Without this, a mount that ignores file capabilities
+	// (nosuid) would pass the check above for the wrong reason.
+	ctl := exec.Command(exe)
+	ctl.Env = []string{capsProbeEnv + "=1"}
+	ctl.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	got, err := ctl.CombinedOutput()
+	if err != nil {
+		t.Fatalf("control probe: %v\n%s", err, got)
+	}
+	want := fmt.Sprintf("CapEff=%x CapPrm=%x", 1<<unix.CAP_NET_ADMIN, 1<<unix.CAP_NET_ADMIN)
+	if strings.TrimSpace(string(got)) != want {
+		t.Errorf("control: the binary started without the reduction has %q, want %q", got, want)
 	}
 }
 
