@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -466,6 +467,8 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 		t.Errorf("worker holds %d map fds, want the %d it is sent", maps, len(bpf.WorkerMaps))
 	}
 
+	checkLoaderDescriptors(t, loaderPID, leak.Name())
+
 	// Its own session, no controlling terminal: stat fields 6 (session)
 	// and 7 (tty_nr), counted after the parenthesised command name.
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", workerPID))
@@ -475,6 +478,50 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
 	if f[3] != strconv.Itoa(workerPID) || f[4] != "0" {
 		t.Errorf("worker session %s tty_nr %s; want its own session %d and no terminal (loader %d)", f[3], f[4], workerPID, loaderPID)
+	}
+}
+
+// checkLoaderDescriptors holds the loader, once enforcing, to what it
+// still needs: the worker's maps (the counters read-only) for the next
+// worker, the two programs for the next interface, the channel, the
+// worker's output pipe and pidfd. No link (pinned), no other map, nothing
+// it inherited, no file or socket beyond those.
+func checkLoaderDescriptors(t *testing.T, pid int, inherited string) {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, fd := range fds {
+		n, _ := strconv.Atoi(fd.Name())
+		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, n))
+		kind, _, _ := strings.Cut(target, ":[")
+		switch {
+		case n <= 2:
+			continue // stdio: the service's journal, here the test's pipes
+		case target == inherited:
+			t.Errorf("loader keeps the descriptor it inherited: fd %d -> %s", n, target)
+		case kind == "anon_inode":
+			kind = target // [eventpoll], [eventfd], [pidfd]
+		case strings.HasPrefix(target, "/sys/fs/cgroup/") && strings.Contains(target, "/cpu"):
+			// The Go runtime's own, read-only: the cgroup CPU limit it
+			// re-reads to keep GOMAXPROCS right.
+			continue
+		}
+		got[kind]++
+	}
+	want := map[string]int{
+		"anon_inode:bpf-map":     len(bpf.WorkerMaps),
+		"anon_inode:bpf-prog":    2,
+		"socket":                 1, // the channel to the worker
+		"pipe":                   1, // the worker's output
+		"anon_inode:[pidfd]":     1, // the worker
+		"anon_inode:[eventpoll]": 1, // the runtime's poller
+		"anon_inode:[eventfd]":   1,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("loader descriptors by kind %v, want %v", got, want)
 	}
 }
 

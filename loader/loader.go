@@ -18,7 +18,9 @@
 //     the map fds over a socketpair;
 //  5. once the worker reports a policy applied, attaches the programs at the
 //     head of each interface's tcx chain and pins links and maps, so that
-//     enforcement outlives both processes (fail closed);
+//     enforcement outlives both processes (fail closed); then closes the
+//     links and every map the worker does not get, keeping only what the
+//     next worker (its maps) and the next interface (the programs) need;
 //  6. supervises (supervise.go): checks every message from the worker
 //     against ipc's permit table and replaces a worker that exits, breaks
 //     the protocol or falls silent, with backoff.
@@ -36,6 +38,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,6 +192,17 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 			}
 			pins.RemoveIfEmpty(pins.LayoutDir(cfg.PinDir))
 			return err
+		}
+		// Pinned, the links and the maps the worker never gets (or gets
+		// read-only) need no descriptor here: what stays is what the
+		// next worker or the next interface needs.
+		for _, l := range links {
+			l.link.Close()
+		}
+		for name, m := range objs.All() {
+			if !slices.Contains(bpf.WorkerMaps, name) || bpf.WorkerReadOnly[name] {
+				m.Close()
+			}
 		}
 		names := make([]string, len(ifaces))
 		for i, f := range ifaces {
