@@ -14,13 +14,9 @@ import (
 	"github.com/pci-segment/pci-segment/lab"
 )
 
-// Landlock on the real worker.
-//
-// These tests need the worker to call confine.Worker (after receiving the
-// map fds, before reading a policy) and confine.WriteReport into its state
-// directory, and the loader to give the state directory to the service
-// account as it does the audit directory. Until then they fail, by design,
-// in requireWorkerReport.
+// Landlock on the real worker, which applies confine.Worker before its
+// seccomp filter and reports what it applied with confine.WriteReport in
+// its state directory.
 //
 // What the rules refuse (writing outside the audit and state directories,
 // binding another port, connecting, executing) is shown by behaviour in
@@ -44,7 +40,7 @@ func requireWorkerReport(t *testing.T, e *enforcer, workerPID int) confine.Repor
 		}
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("the worker wrote no Landlock report in %s: it does not call confine.Worker and confine.WriteReport yet", e.stateDir)
+		t.Fatalf("the worker wrote no Landlock report in %s", e.stateDir)
 	}
 	t.Fatalf("Landlock report in %s: %+v, %v; want one written by the worker, pid %d", e.stateDir, r, err, workerPID)
 	return r

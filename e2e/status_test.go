@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/lab"
 	"github.com/pci-segment/pci-segment/privilege"
@@ -159,8 +163,14 @@ type statusLink struct {
 		ID   uint32 `json:"id"`
 		Name string `json:"name"`
 	} `json:"program"`
-	Position int               `json:"position"`
-	Ahead    []json.RawMessage `json:"ahead"`
+	Position int          `json:"position"`
+	Ahead    []statusProg `json:"ahead"`
+}
+
+type statusProg struct {
+	ID   uint32 `json:"id"`
+	Name string `json:"name"`
+	Type string `json:"type"`
 }
 
 type statusPolicy struct {
@@ -395,12 +405,12 @@ func TestStatusShowsTheSplitAsProcSeesIt(t *testing.T) {
 		if !slices.ContainsFunc(s.Findings, func(f string) bool { return strings.Contains(f, "PCI_SEGMENT_PRIVILEGE_USER") }) {
 			t.Errorf("findings %v do not name the override", s.Findings)
 		}
-		// Root reads everything but, until the worker publishes one, the
-		// Landlock report (see landlock_test.go).
+		// Root reads everything, the worker's Landlock report included.
 		for _, u := range s.Unavailable {
-			if !strings.Contains(u.What, "Landlock") {
-				t.Errorf("root could not read %s: %s", u.What, u.Reason)
-			}
+			t.Errorf("root could not read %s: %s", u.What, u.Reason)
+		}
+		if s.Landlock == nil {
+			t.Error("status as root shows no Landlock state of the worker")
 		}
 	})
 
@@ -466,5 +476,62 @@ func TestStatusOfNoInstance(t *testing.T) {
 	}
 	if _, err := os.Stat(e.pinDir); err == nil {
 		t.Errorf("status created %s", e.pinDir)
+	}
+}
+
+// A program put ahead of ours on the real interface, as another tool or an
+// attacker with CAP_NET_ADMIN would, is named in status: its position, its
+// id and name, and a finding.
+func TestStatusNamesAProgramAttachedAheadOfOurs(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+
+	// It passes everything on (TCX_NEXT), so ours still runs.
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "ahead_of_ours", Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	var ahead link.Link
+	err = l.Do(l.HostNS, func() (err error) {
+		ahead, err = link.AttachTCX(link.TCXOptions{Interface: l.HostIfIndex, Program: prog,
+			Attach: ebpf.AttachTCXIngress, Anchor: link.Head()})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("attach a program ahead of ours: %v", err)
+	}
+	defer ahead.Close()
+
+	s := statusOf(t, e, 0, 0)
+	for _, lk := range s.Links {
+		switch lk.Direction {
+		case "ingress":
+			if lk.Position != 1 || len(lk.Ahead) != 1 || lk.Ahead[0].ID != uint32(id) || lk.Ahead[0].Name != "ahead_of_ours" {
+				t.Errorf("ingress link at position %d with %+v ahead; want position 1 behind program %d (ahead_of_ours)",
+					lk.Position, lk.Ahead, id)
+			}
+		case "egress":
+			if lk.Position != 0 || len(lk.Ahead) != 0 {
+				t.Errorf("egress link at position %d with %+v ahead; want the head", lk.Position, lk.Ahead)
+			}
+		}
+	}
+	if !slices.ContainsFunc(s.Findings, func(f string) bool {
+		return strings.Contains(f, fmt.Sprintf("program %d", id)) && strings.Contains(f, "runs before ours")
+	}) {
+		t.Errorf("findings %v do not name program %d", s.Findings, id)
+	}
+	text, err := runStatus(t, e, 0, 0)
+	if err != nil || !strings.Contains(string(text), "ahead_of_ours") {
+		t.Errorf("status text (%v) does not name the program ahead:\n%s", err, text)
 	}
 }
