@@ -1,11 +1,12 @@
 // Package bpf holds the eBPF datapath (pcisegment.c, compiled by bpf2go into
 // the committed datapath_bpfel.{go,o}) and the Go side of its maps: which
-// maps exist, what a received map fd must look like, and how a compiled
-// policy is encoded into the inactive half and made live.
+// maps exist, how big, what a received map fd must look like, and the check
+// twin that asks the kernel for a verdict without touching live state.
 //
 // The loader uses Load to create the maps and programs; the worker, which
-// never creates maps or loads programs, receives the map fds and uses Check
-// and Writer.
+// never creates maps or loads programs, receives the map fds and uses Check.
+// Writing a policy into the maps is package datapath's, so that nothing the
+// loader imports knows the policy language.
 package bpf
 
 import (

@@ -9,20 +9,18 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-
-	"github.com/pci-segment/pci-segment/policy"
 )
 
 // Return values of the tcx programs as BPF_PROG_TEST_RUN reports them (a
 // u32): TCX_NEXT is -1.
 const (
-	retNext = 0xffffffff // TCX_NEXT: allowed, later programs run
-	retDrop = 2          // TCX_DROP
+	RetNext = 0xffffffff // TCX_NEXT: allowed, later programs run
+	RetDrop = 2          // TCX_DROP
 )
 
-// twinPolicyMaps are the maps a twin cannot judge without: it must read the
+// TwinPolicyMaps are the maps a twin cannot judge without: it must read the
 // policy in force, not a copy.
-var twinPolicyMaps = []string{
+var TwinPolicyMaps = []string{
 	DatapathMapAddr4,
 	DatapathMapAddr6,
 	DatapathMapPorts,
@@ -108,7 +106,7 @@ func LoadTwinPinned(pinDir string) (*Twin, error) {
 		}
 		shared[name] = mp
 	}
-	for _, name := range twinPolicyMaps {
+	for _, name := range TwinPolicyMaps {
 		if shared[name] == nil {
 			return nil, fmt.Errorf("no pinned map %s in %s: the pins are incomplete or of another "+
 				"version; is `pci-segment enforce` running?", name, dir)
@@ -120,7 +118,7 @@ func LoadTwinPinned(pinDir string) (*Twin, error) {
 // loadTwin loads both programs with check_mode set and the given maps
 // replacing the spec's. The maps stay the caller's.
 func loadTwin(shared map[string]*ebpf.Map) (*Twin, error) {
-	for _, name := range twinPolicyMaps {
+	for _, name := range TwinPolicyMaps {
 		if shared[name] == nil {
 			return nil, fmt.Errorf("load twin: policy map %s missing", name)
 		}
@@ -187,19 +185,19 @@ func shrinkPlaceholder(ms *ebpf.MapSpec) {
 // Verdict runs p through the twin's program for dir and reports whether the
 // datapath would let it through: TCX_NEXT is allow, TCX_DROP deny, anything
 // else an error.
-func (t *Twin) Verdict(dir policy.Direction, p Packet) (bool, error) {
-	prog := t.ingress
-	if dir == policy.Egress {
-		prog = t.egress
+func (t *Twin) Verdict(egress bool, p Packet) (bool, error) {
+	prog, dir := t.ingress, "ingress"
+	if egress {
+		prog, dir = t.egress, "egress"
 	}
 	ret, err := prog.Run(&ebpf.RunOptions{Data: p.Frame()})
 	if err != nil {
 		return false, fmt.Errorf("test run of the %s twin: %w", dir, err)
 	}
 	switch ret {
-	case retNext:
+	case RetNext:
 		return true, nil
-	case retDrop:
+	case RetDrop:
 		return false, nil
 	}
 	return false, fmt.Errorf("%s twin returned %d, neither TCX_NEXT nor TCX_DROP", dir, int32(ret))

@@ -40,6 +40,7 @@ import (
 	"github.com/pci-segment/pci-segment/audit"
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/confine"
+	"github.com/pci-segment/pci-segment/datapath"
 	"github.com/pci-segment/pci-segment/envflag"
 	"github.com/pci-segment/pci-segment/ipc"
 	"github.com/pci-segment/pci-segment/metrics"
@@ -201,7 +202,7 @@ func Run(cfg Config, log hclog.Logger) error {
 			Resource: "policy set", Details: map[string]any{"finding": w.Error(), "labels": cfg.Labels}})
 	}
 
-	pm := &bpf.PolicyMaps{
+	pm := &datapath.PolicyMaps{
 		Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6], Ports: maps[bpf.DatapathMapPorts],
 		Selector: maps[bpf.DatapathMapSelector], Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
 	}

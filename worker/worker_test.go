@@ -14,8 +14,8 @@ import (
 // the filter.
 func sealed(id privilege.Identity, threads int) privilege.Process {
 	st := privilege.ThreadState{TID: 100, TGID: 100,
-		UID:    privilege.IDs{id.UID, id.UID, id.UID, id.UID},
-		GID:    privilege.IDs{id.GID, id.GID, id.GID, id.GID},
+		UID:    privilege.IDs{Real: id.UID, Effective: id.UID, Saved: id.UID, FS: id.UID},
+		GID:    privilege.IDs{Real: id.GID, Effective: id.GID, Saved: id.GID, FS: id.GID},
 		Groups: slices.Clone(id.Groups), NoNewPrivs: true, Seccomp: privilege.SeccompFilter, SeccompFilters: 1}
 	p := privilege.Process{ThreadState: st}
 	for i := range threads {

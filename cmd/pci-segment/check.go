@@ -275,7 +275,7 @@ func (c *checkCmd) askKernel(p policy.Packet, set *policy.Set) (*checkKernel, er
 	case 58:
 		w.ICMPType = 128 // echo request
 	}
-	allow, err := twin.Verdict(p.Direction, w)
+	allow, err := twin.Verdict(p.Direction == policy.Egress, w)
 	if err != nil {
 		return nil, err
 	}

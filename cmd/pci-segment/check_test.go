@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/datapath"
 	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/testenv"
@@ -219,7 +220,7 @@ func pinDatapath(t *testing.T, dir, labels string) (string, func(dir string)) {
 			t.Fatal(err)
 		}
 		gen++
-		pm := &bpf.PolicyMaps{Addr4: objs.Addr4, Addr6: objs.Addr6, Ports: objs.Ports,
+		pm := &datapath.PolicyMaps{Addr4: objs.Addr4, Addr6: objs.Addr6, Ports: objs.Ports,
 			Selector: objs.Selector, Halves: objs.Halves, Info: objs.Info}
 		if err := pm.Apply(c, gen, set.Hash); err != nil {
 			t.Fatal(err)

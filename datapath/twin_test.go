@@ -1,4 +1,4 @@
-package bpf
+package datapath
 
 import (
 	"errors"
@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/lab"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/testenv"
@@ -33,10 +34,10 @@ func parseSet(t testing.TB, yaml string) *policy.Set {
 
 // loadApplied loads the datapath and makes set, as seen by a host with
 // labels, its policy.
-func loadApplied(t testing.TB, set *policy.Set, labels map[string]string) *DatapathObjects {
+func loadApplied(t testing.TB, set *policy.Set, labels map[string]string) *bpf.DatapathObjects {
 	t.Helper()
 	testenv.RequireRoot(t)
-	objs, err := Load()
+	objs, err := bpf.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +46,12 @@ func loadApplied(t testing.TB, set *policy.Set, labels map[string]string) *Datap
 	return objs
 }
 
-func policyMaps(objs *DatapathObjects) *PolicyMaps {
+func policyMaps(objs *bpf.DatapathObjects) *PolicyMaps {
 	return &PolicyMaps{Addr4: objs.Addr4, Addr6: objs.Addr6, Ports: objs.Ports,
 		Selector: objs.Selector, Halves: objs.Halves, Info: objs.Info}
 }
 
-func apply(t testing.TB, objs *DatapathObjects, set *policy.Set, labels map[string]string, gen uint64) {
+func apply(t testing.TB, objs *bpf.DatapathObjects, set *policy.Set, labels map[string]string, gen uint64) {
 	t.Helper()
 	c, err := policy.Compile(set, labels)
 	if err != nil {
@@ -61,9 +62,9 @@ func apply(t testing.TB, objs *DatapathObjects, set *policy.Set, labels map[stri
 	}
 }
 
-func loadTwinOf(t testing.TB, objs *DatapathObjects) *Twin {
+func loadTwinOf(t testing.TB, objs *bpf.DatapathObjects) *bpf.Twin {
 	t.Helper()
-	twin, err := LoadTwin(&objs.DatapathMaps)
+	twin, err := bpf.LoadTwin(&objs.DatapathMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,29 +93,29 @@ var (
 type twinCase struct {
 	name  string
 	dir   policy.Direction
-	p     Packet
+	p     bpf.Packet
 	allow bool
 }
 
 func twinCases() []twinCase {
 	a := netip.MustParseAddr
 	return []twinCase{
-		{"TCP 443 in", policy.Ingress, Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 443}, true},
-		{"TCP 443 in, first fragment", policy.Ingress, Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 443, Frag: FirstFrag, FragID: 7}, true},
-		{"UDP 53 in", policy.Ingress, Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 17, Sport: 40000, Dport: 53}, true},
-		{"TCP 22 in", policy.Ingress, Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 22}, false},
-		{"TCP 443 in from outside", policy.Ingress, Packet{Src: a("11.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 443}, false},
-		{"UDP out", policy.Egress, Packet{Src: twinHost4, Dst: a("192.0.2.77"), Proto: 17, Sport: 40001, Dport: 9999}, true},
-		{"UDP out, first fragment", policy.Egress, Packet{Src: twinHost4, Dst: a("192.0.2.77"), Proto: 17, Sport: 40001, Dport: 9999, Frag: FirstFrag, FragID: 8}, true},
-		{"ICMPv6 out", policy.Egress, Packet{Src: twinHost6, Dst: a("2001:db8:5::9"), Proto: 58, ICMPType: 128}, true},
-		{"TCP out elsewhere", policy.Egress, Packet{Src: twinHost4, Dst: a("198.51.100.1"), Proto: 6, Sport: 40001, Dport: 443}, false},
+		{"TCP 443 in", policy.Ingress, bpf.Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 443}, true},
+		{"TCP 443 in, first fragment", policy.Ingress, bpf.Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 443, Frag: bpf.FirstFrag, FragID: 7}, true},
+		{"UDP 53 in", policy.Ingress, bpf.Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 17, Sport: 40000, Dport: 53}, true},
+		{"TCP 22 in", policy.Ingress, bpf.Packet{Src: a("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 22}, false},
+		{"TCP 443 in from outside", policy.Ingress, bpf.Packet{Src: a("11.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 443}, false},
+		{"UDP out", policy.Egress, bpf.Packet{Src: twinHost4, Dst: a("192.0.2.77"), Proto: 17, Sport: 40001, Dport: 9999}, true},
+		{"UDP out, first fragment", policy.Egress, bpf.Packet{Src: twinHost4, Dst: a("192.0.2.77"), Proto: 17, Sport: 40001, Dport: 9999, Frag: bpf.FirstFrag, FragID: 8}, true},
+		{"ICMPv6 out", policy.Egress, bpf.Packet{Src: twinHost6, Dst: a("2001:db8:5::9"), Proto: 58, ICMPType: 128}, true},
+		{"TCP out elsewhere", policy.Egress, bpf.Packet{Src: twinHost4, Dst: a("198.51.100.1"), Proto: 6, Sport: 40001, Dport: 443}, false},
 	}
 }
 
-func checkTwin(t *testing.T, twin *Twin, cases []twinCase) {
+func checkTwin(t *testing.T, twin *bpf.Twin, cases []twinCase) {
 	t.Helper()
 	for _, tc := range cases {
-		got, err := twin.Verdict(tc.dir, tc.p)
+		got, err := twin.Verdict(tc.dir == policy.Egress, tc.p)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -139,7 +140,7 @@ func TestTwinJudgesLikeTheDatapath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if (ret == retNext) != tc.allow {
+		if (ret == bpf.RetNext) != tc.allow {
 			t.Errorf("%s: datapath returned %#x, twin agreed with allow=%v", tc.name, ret, tc.allow)
 		}
 	}
@@ -148,12 +149,12 @@ func TestTwinJudgesLikeTheDatapath(t *testing.T) {
 func TestTwinFollowsTheFlip(t *testing.T) {
 	objs := loadApplied(t, parseSet(t, twinPolicy), nil)
 	twin := loadTwinOf(t, objs)
-	p := Packet{Src: netip.MustParseAddr("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 22}
-	if allow, err := twin.Verdict(policy.Ingress, p); err != nil || allow {
+	p := bpf.Packet{Src: netip.MustParseAddr("10.1.2.3"), Dst: twinHost4, Proto: 6, Sport: 40000, Dport: 22}
+	if allow, err := twin.Verdict(false, p); err != nil || allow {
 		t.Fatalf("before: allow=%v err=%v", allow, err)
 	}
 	apply(t, objs, parseSet(t, strings.Replace(twinPolicy, "port: 443", "port: 22", 1)), nil, 2)
-	if allow, err := twin.Verdict(policy.Ingress, p); err != nil || !allow {
+	if allow, err := twin.Verdict(false, p); err != nil || !allow {
 		t.Fatalf("after the flip: allow=%v err=%v; the twin does not read the live maps", allow, err)
 	}
 }
@@ -169,8 +170,8 @@ func TestTwinLeavesNoState(t *testing.T) {
 	}
 	// Later fragments too: the twin drops them, since it never records a
 	// first fragment.
-	later := Packet{Src: netip.MustParseAddr("10.1.2.3"), Dst: twinHost4, Proto: 6, Frag: LaterFrag, FragID: 7}
-	if allow, err := twin.Verdict(policy.Ingress, later); err != nil || allow {
+	later := bpf.Packet{Src: netip.MustParseAddr("10.1.2.3"), Dst: twinHost4, Proto: 6, Frag: bpf.LaterFrag, FragID: 7}
+	if allow, err := twin.Verdict(false, later); err != nil || allow {
 		t.Errorf("later fragment: allow=%v err=%v, want a drop", allow, err)
 	}
 
@@ -200,7 +201,7 @@ func TestTwinLeavesNoState(t *testing.T) {
 	}
 }
 
-func assertNoState(t *testing.T, objs *DatapathObjects) {
+func assertNoState(t *testing.T, objs *bpf.DatapathObjects) {
 	t.Helper()
 	if n := countEntries(t, objs.Conntrack); n != 0 {
 		t.Errorf("conntrack holds %d entries after twin runs", n)
@@ -236,7 +237,7 @@ func countersSum(t *testing.T, m *ebpf.Map) uint64 {
 	t.Helper()
 	var sum uint64
 	for slot := range m.MaxEntries() {
-		var per []DatapathCounter
+		var per []bpf.DatapathCounter
 		if err := m.Lookup(slot, &per); err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +268,7 @@ func eventPending(t *testing.T, m *ebpf.Map) bool {
 
 // pinMaps pins the maps of objs named in names under a fresh directory in
 // /sys/fs/bpf, laid out as the loader does, and removes it after the test.
-func pinMaps(t *testing.T, objs *DatapathObjects, names []string) string {
+func pinMaps(t *testing.T, objs *bpf.DatapathObjects, names []string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/sys/fs/bpf", "pci-segment-test-")
 	if err != nil {
@@ -278,19 +279,19 @@ func pinMaps(t *testing.T, objs *DatapathObjects, names []string) string {
 			t.Error(err)
 		}
 	})
-	if err := os.Mkdir(filepath.Join(dir, Layout), 0o700); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, bpf.Layout), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range names {
 		m := mapByName(t, objs, name)
-		if err := m.Pin(filepath.Join(dir, Layout, name)); err != nil {
+		if err := m.Pin(filepath.Join(dir, bpf.Layout, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dir
 }
 
-func mapByName(t *testing.T, objs *DatapathObjects, name string) *ebpf.Map {
+func mapByName(t *testing.T, objs *bpf.DatapathObjects, name string) *ebpf.Map {
 	t.Helper()
 	m, err := objs.ByName(name)
 	if err != nil {
@@ -301,7 +302,7 @@ func mapByName(t *testing.T, objs *DatapathObjects, name string) *ebpf.Map {
 
 func TestLoadTwinPinned(t *testing.T) {
 	var all []string
-	for name := range (&DatapathMaps{}).All() {
+	for name := range (&bpf.DatapathMaps{}).All() {
 		all = append(all, name)
 	}
 	for _, tc := range []struct {
@@ -309,13 +310,13 @@ func TestLoadTwinPinned(t *testing.T) {
 		pinned []string
 	}{
 		{"every map pinned, as the loader does", all},
-		{"the maps the worker gets", WorkerMaps},
-		{"only the policy maps", twinPolicyMaps},
+		{"the maps the worker gets", bpf.WorkerMaps},
+		{"only the policy maps", bpf.TwinPolicyMaps},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := loadApplied(t, parseSet(t, twinPolicy), nil)
 			dir := pinMaps(t, objs, tc.pinned)
-			twin, err := LoadTwinPinned(dir)
+			twin, err := bpf.LoadTwinPinned(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -331,14 +332,14 @@ func TestLoadTwinPinned(t *testing.T) {
 func TestLoadTwinPinnedSaysWhatIsMissing(t *testing.T) {
 	testenv.RequireRoot(t)
 	objs := loadApplied(t, parseSet(t, twinPolicy), nil)
-	dir := pinMaps(t, objs, []string{DatapathMapAddr4, DatapathMapAddr6, DatapathMapPorts, DatapathMapSelector})
+	dir := pinMaps(t, objs, []string{bpf.DatapathMapAddr4, bpf.DatapathMapAddr6, bpf.DatapathMapPorts, bpf.DatapathMapSelector})
 	for _, tc := range []struct {
 		dir, want string
 	}{
 		{filepath.Join(dir, "absent"), "no pinned datapath in"},
 		{dir, "no pinned map halves"},
 	} {
-		_, err := LoadTwinPinned(tc.dir)
+		_, err := bpf.LoadTwinPinned(tc.dir)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("LoadTwinPinned(%s) = %v, want an error containing %q", tc.dir, err, tc.want)
 		}
@@ -349,12 +350,12 @@ func TestLoadTwinRefusesAMapOfAnotherName(t *testing.T) {
 	objs := loadApplied(t, parseSet(t, twinPolicy), nil)
 	maps := objs.DatapathMaps
 	maps.Addr4 = objs.Addr6
-	if _, err := LoadTwin(&maps); err == nil {
+	if _, err := bpf.LoadTwin(&maps); err == nil {
 		t.Error("LoadTwin took addr6 for addr4")
 	}
 	maps = objs.DatapathMaps
 	maps.Halves = nil
-	if _, err := LoadTwin(&maps); err == nil || !strings.Contains(err.Error(), "halves") {
+	if _, err := bpf.LoadTwin(&maps); err == nil || !strings.Contains(err.Error(), "halves") {
 		t.Errorf("LoadTwin without halves: %v", err)
 	}
 }
@@ -370,7 +371,7 @@ spec:
   podSelector: {}
   ingress: [{}]
 `), nil)
-	dir := pinMaps(t, objs, WorkerMaps)
+	dir := pinMaps(t, objs, bpf.WorkerMaps)
 	l := lab.New(t)
 	other, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.SchedCLS,
@@ -388,7 +389,7 @@ spec:
 				return err
 			}
 			defer ln.Close()
-			return ln.Pin(filepath.Join(dir, Layout, name))
+			return ln.Pin(filepath.Join(dir, bpf.Layout, name))
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,9 @@
-package bpf
+// Package datapath writes a compiled policy set into the eBPF datapath's
+// maps: the inactive half, then one selector write that makes it live. Its
+// tests run the kernel program (BPF_PROG_TEST_RUN) against policies and the
+// reference evaluator, and show that the two never disagree. Only the
+// worker and the check command use it; the loader never does.
+package datapath
 
 import (
 	"encoding/binary"
@@ -6,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/policy"
 )
 
@@ -53,7 +59,7 @@ func (capa Capacity) Fits(c *policy.Compiled) error {
 
 // Active returns the half the datapath reads now.
 func (pm *PolicyMaps) Active() (uint32, error) {
-	var sel DatapathSelectorValue
+	var sel bpf.DatapathSelectorValue
 	if err := pm.Selector.Lookup(uint32(0), &sel); err != nil {
 		return 0, fmt.Errorf("read selector: %w", err)
 	}
@@ -90,28 +96,28 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 		return err
 	}
 
-	k4 := make([]DatapathAddr4Key, 0, n4)
-	v4 := make([]DatapathAddrValue, 0, n4)
-	k6 := make([]DatapathAddr6Key, 0, n6)
-	v6 := make([]DatapathAddrValue, 0, n6)
+	k4 := make([]bpf.DatapathAddr4Key, 0, n4)
+	v4 := make([]bpf.DatapathAddrValue, 0, n4)
+	k6 := make([]bpf.DatapathAddr6Key, 0, n6)
+	v6 := make([]bpf.DatapathAddrValue, 0, n6)
 	for _, a := range c.Addrs {
 		addr := a.Prefix.Addr()
 		if addr.Is4() {
-			k := DatapathAddr4Key{Prefixlen: 32 + uint32(a.Prefix.Bits()), Half: uint8(half), Dir: uint8(a.Dir)}
+			k := bpf.DatapathAddr4Key{Prefixlen: 32 + uint32(a.Prefix.Bits()), Half: uint8(half), Dir: uint8(a.Dir)}
 			k.Addr = addr.As4()
 			k4 = append(k4, k)
-			v4 = append(v4, DatapathAddrValue{Class: a.Class})
+			v4 = append(v4, bpf.DatapathAddrValue{Class: a.Class})
 		} else {
-			k := DatapathAddr6Key{Prefixlen: 32 + uint32(a.Prefix.Bits()), Half: uint8(half), Dir: uint8(a.Dir)}
+			k := bpf.DatapathAddr6Key{Prefixlen: 32 + uint32(a.Prefix.Bits()), Half: uint8(half), Dir: uint8(a.Dir)}
 			k.Addr = addr.As16()
 			k6 = append(k6, k)
-			v6 = append(v6, DatapathAddrValue{Class: a.Class})
+			v6 = append(v6, bpf.DatapathAddrValue{Class: a.Class})
 		}
 	}
-	kp := make([]DatapathPortKey, 0, len(c.Ports))
-	vp := make([]DatapathPortValue, 0, len(c.Ports))
+	kp := make([]bpf.DatapathPortKey, 0, len(c.Ports))
+	vp := make([]bpf.DatapathPortValue, 0, len(c.Ports))
 	for _, p := range c.Ports {
-		k := DatapathPortKey{Half: uint8(half), Dir: uint8(p.Dir), Class: p.Class}
+		k := bpf.DatapathPortKey{Half: uint8(half), Dir: uint8(p.Dir), Class: p.Class}
 		if p.Proto == 0 {
 			k.Prefixlen = 64
 		} else {
@@ -120,7 +126,7 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 			k.Port = htons(p.Port)
 		}
 		kp = append(kp, k)
-		vp = append(vp, DatapathPortValue{Policy: p.Policy})
+		vp = append(vp, bpf.DatapathPortValue{Policy: p.Policy})
 	}
 	if err := batchPut(pm.Addr4, k4, v4); err != nil {
 		return fmt.Errorf("write IPv4 prefixes: %w", err)
@@ -132,7 +138,7 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 		return fmt.Errorf("write port allowances: %w", err)
 	}
 
-	hc := DatapathHalfConfig{Generation: gen}
+	hc := bpf.DatapathHalfConfig{Generation: gen}
 	for d, g := range c.Governed {
 		if g {
 			hc.Governed[d] = 1
@@ -142,10 +148,10 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 		return fmt.Errorf("write half %d settings: %w", half, err)
 	}
 	// The flip: from here on every new packet reads the new half.
-	if err := pm.Selector.Put(uint32(0), DatapathSelectorValue{Active: half}); err != nil {
+	if err := pm.Selector.Put(uint32(0), bpf.DatapathSelectorValue{Active: half}); err != nil {
 		return fmt.Errorf("flip selector to half %d: %w", half, err)
 	}
-	if err := pm.Info.Put(uint32(0), DatapathInfoValue{Generation: gen, SetHash: setHash, Layout: LayoutVersion}); err != nil {
+	if err := pm.Info.Put(uint32(0), bpf.DatapathInfoValue{Generation: gen, SetHash: setHash, Layout: bpf.LayoutVersion}); err != nil {
 		return fmt.Errorf("record generation %d in info map: %w", gen, err)
 	}
 	return nil
@@ -153,13 +159,13 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 
 // clearHalf deletes every trie entry of half.
 func (pm *PolicyMaps) clearHalf(half uint32) error {
-	if err := deleteWhere(pm.Addr4, func(k *DatapathAddr4Key) bool { return uint32(k.Half) == half }); err != nil {
+	if err := deleteWhere(pm.Addr4, func(k *bpf.DatapathAddr4Key) bool { return uint32(k.Half) == half }); err != nil {
 		return fmt.Errorf("clear IPv4 prefixes of half %d: %w", half, err)
 	}
-	if err := deleteWhere(pm.Addr6, func(k *DatapathAddr6Key) bool { return uint32(k.Half) == half }); err != nil {
+	if err := deleteWhere(pm.Addr6, func(k *bpf.DatapathAddr6Key) bool { return uint32(k.Half) == half }); err != nil {
 		return fmt.Errorf("clear IPv6 prefixes of half %d: %w", half, err)
 	}
-	if err := deleteWhere(pm.Ports, func(k *DatapathPortKey) bool { return uint32(k.Half) == half }); err != nil {
+	if err := deleteWhere(pm.Ports, func(k *bpf.DatapathPortKey) bool { return uint32(k.Half) == half }); err != nil {
 		return fmt.Errorf("clear port allowances of half %d: %w", half, err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package bpf
+package datapath
 
 // The differential test: generated policy sets, written as YAML, parsed,
 // compiled and applied to the real datapath, and generated packets judged
@@ -19,6 +19,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/testenv"
 )
@@ -500,12 +501,12 @@ var (
 
 // wire builds the packet travelling in direction d between the host and
 // peer, from sport to dport.
-func wire(d policy.Direction, peer netip.Addr, proto uint8, sport, dport uint16) Packet {
+func wire(d policy.Direction, peer netip.Addr, proto uint8, sport, dport uint16) bpf.Packet {
 	host := diffHost4
 	if !peer.Is4() {
 		host = diffHost6
 	}
-	p := Packet{Src: peer, Dst: host, Proto: proto, Sport: sport, Dport: dport}
+	p := bpf.Packet{Src: peer, Dst: host, Proto: proto, Sport: sport, Dport: dport}
 	if d == policy.Egress {
 		p.Src, p.Dst = host, peer
 	}
@@ -521,14 +522,14 @@ func wire(d policy.Direction, peer netip.Addr, proto uint8, sport, dport uint16)
 // twinQuery is the question the twin, which keeps no state, can answer for
 // p: a reply becomes the packet that opened its flow the other way, a later
 // fragment becomes its first fragment.
-func twinQuery(p policy.Packet, sport uint16, fragID uint32) (policy.Direction, Packet) {
+func twinQuery(p policy.Packet, sport uint16, fragID uint32) (policy.Direction, bpf.Packet) {
 	d := p.Direction
 	if p.Reply {
 		d ^= 1
 	}
 	q := wire(d, p.Peer, p.Protocol, sport, p.Port)
 	if p.Fragment != policy.Unfragmented {
-		q.Frag, q.FragID = FirstFrag, fragID
+		q.Frag, q.FragID = bpf.FirstFrag, fragID
 	}
 	return d, q
 }
@@ -536,8 +537,8 @@ func twinQuery(p policy.Packet, sport uint16, fragID uint32) (policy.Direction, 
 // The runs -----------------------------------------------------------------
 
 type diffEnv struct {
-	objs  *DatapathObjects
-	twin  *Twin
+	objs  *bpf.DatapathObjects
+	twin  *bpf.Twin
 	gen   uint64
 	stats diffStats
 }
@@ -585,11 +586,11 @@ func (s diffStats) String() string {
 func newDiffEnv(t testing.TB) *diffEnv {
 	t.Helper()
 	testenv.RequireRoot(t)
-	objs, err := Load()
+	objs, err := bpf.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	twin, err := LoadTwin(&objs.DatapathMaps)
+	twin, err := bpf.LoadTwin(&objs.DatapathMaps)
 	if err != nil {
 		objs.Close()
 		t.Fatal(err)
@@ -634,7 +635,7 @@ func (e *diffEnv) differential(t testing.TB, g *generator, n int) []string {
 	for range n {
 		p := g.packet()
 		d, q := twinQuery(p, uint16(1024+g.r.IntN(64512)), g.r.Uint32())
-		got, err := e.twin.Verdict(d, q)
+		got, err := e.twin.Verdict(d == policy.Egress, q)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
@@ -651,11 +652,11 @@ func (e *diffEnv) differential(t testing.TB, g *generator, n int) []string {
 	return bad
 }
 
-func fragName(f Fragment) string {
+func fragName(f bpf.Fragment) string {
 	switch f {
-	case FirstFrag:
+	case bpf.FirstFrag:
 		return "first fragment"
-	case LaterFrag:
+	case bpf.LaterFrag:
 		return "later fragment"
 	}
 	return "unfragmented"
@@ -713,7 +714,7 @@ func TestDifferentialStateful(t *testing.T) {
 		fragID    = uint32(1)
 		cases     int
 	)
-	run := func(d policy.Direction, p Packet) bool {
+	run := func(d policy.Direction, p bpf.Packet) bool {
 		prog := e.objs.PciIngress
 		if d == policy.Egress {
 			prog = e.objs.PciEgress
@@ -722,7 +723,7 @@ func TestDifferentialStateful(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ret == retNext
+		return ret == bpf.RetNext
 	}
 	for seed := range uint64(sets) {
 		g := newGenerator(rand.New(rand.NewPCG(seed, 0x5747_e0f0_0000_0002)))
@@ -751,25 +752,25 @@ func TestDifferentialStateful(t *testing.T) {
 				open.Direction ^= 1
 				opener := wire(open.Direction, p.Peer, p.Protocol, ephemeral, p.Port)
 				check("opening packet", open, run(open.Direction, opener), policy.Evaluate(set, labels, open).Allowed)
-				reply := Packet{Src: opener.Dst, Dst: opener.Src, Proto: p.Protocol, Sport: p.Port, Dport: ephemeral}
+				reply := bpf.Packet{Src: opener.Dst, Dst: opener.Src, Proto: p.Protocol, Sport: p.Port, Dport: ephemeral}
 				asNew := policy.Packet{Direction: p.Direction, Peer: p.Peer, Protocol: p.Protocol, Port: ephemeral}
 				want := policy.Evaluate(set, labels, p).Allowed || policy.Evaluate(set, labels, asNew).Allowed
 				check("reply", p, run(p.Direction, reply), want)
 				cases++
 			case p.Fragment == policy.LaterFragment && !p.Reply:
 				first := wire(p.Direction, p.Peer, p.Protocol, ephemeral, p.Port)
-				first.Frag, first.FragID = FirstFrag, fragID
+				first.Frag, first.FragID = bpf.FirstFrag, fragID
 				fp := p
 				fp.Fragment = policy.FirstFragment
 				check("first fragment", fp, run(p.Direction, first), policy.Evaluate(set, labels, fp).Allowed)
 				later := first
-				later.Frag = LaterFrag
+				later.Frag = bpf.LaterFrag
 				check("later fragment", p, run(p.Direction, later), policy.Evaluate(set, labels, p).Allowed)
 				cases++
 			case !p.Reply:
 				q := wire(p.Direction, p.Peer, p.Protocol, ephemeral, p.Port)
 				if p.Fragment == policy.FirstFragment {
-					q.Frag, q.FragID = FirstFrag, fragID
+					q.Frag, q.FragID = bpf.FirstFrag, fragID
 				}
 				check("packet", p, run(p.Direction, q), policy.Evaluate(set, labels, p).Allowed)
 				cases++
@@ -874,7 +875,7 @@ func TestDefaultSizesHold100kPrefixes(t *testing.T) {
 			p := policy.Packet{Direction: policy.Direction(g.r.IntN(2)), Peer: g.randomIn(peers[g.r.IntN(len(peers))]),
 				Protocol: []uint8{6, 17}[g.r.IntN(2)], Port: ports[g.r.IntN(len(ports))]}
 			d, q := twinQuery(p, 40000, 0)
-			got, err := e.twin.Verdict(d, q)
+			got, err := e.twin.Verdict(d == policy.Egress, q)
 			if err != nil {
 				t.Fatal(err)
 			}
