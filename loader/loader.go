@@ -1,6 +1,10 @@
 // Package loader is the privileged half of pci-segment, the only code that
 // runs as root. It is kept small enough to read in one sitting: this package
-// and ipc/.
+// and ipc/, about 1,100 lines of code (1,500 with comments). The primitives
+// it calls live with what they are about: privilege (capabilities, the
+// service account), pins (the bpffs layout), netif, sandbox (the seccomp
+// tables) and bpf (the objects). It imports nothing that parses YAML,
+// serves HTTP or writes the audit log, and a test holds it to that.
 //
 // What it does, in order (Enforce):
 //  1. refuses to start without root and the capabilities it uses, on a
@@ -52,6 +56,7 @@ import (
 	"github.com/pci-segment/pci-segment/envflag"
 	"github.com/pci-segment/pci-segment/netif"
 	"github.com/pci-segment/pci-segment/pins"
+	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/sandbox"
 )
 
@@ -113,7 +118,7 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := unix.CloseRange(3+uint(listenFDs()), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("mark inherited descriptors close-on-exec: %w", err)
 	}
-	if err := checkKernel(); err != nil {
+	if err := bpf.CheckKernel(); err != nil {
 		return err
 	}
 	acct, err := workerAccount(cfg, log)
@@ -186,9 +191,9 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 		if err != nil {
 			return err
 		}
-		if err := pinAll(cfg.PinDir, objs, links); err != nil {
+		if err := pins.Pin(cfg.PinDir, objs.All(), links); err != nil {
 			for _, l := range links {
-				l.link.Close()
+				l.Close()
 			}
 			pins.RemoveIfEmpty(pins.LayoutDir(cfg.PinDir))
 			return err
@@ -197,7 +202,7 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 		// read-only) need no descriptor here: what stays is what the
 		// next worker or the next interface needs.
 		for _, l := range links {
-			l.link.Close()
+			l.Close()
 		}
 		for name, m := range objs.All() {
 			if !slices.Contains(bpf.WorkerMaps, name) || bpf.WorkerReadOnly[name] {
@@ -252,7 +257,8 @@ func workerAccount(cfg Config, log hclog.Logger) (account, error) {
 		log.Warn("development override in effect: worker keeps uid 0 (capabilities are still dropped)", "PCI_SEGMENT_SKIP_PRIVILEGE_DROP", skip, "allow_root", cfg.AllowRoot)
 		return account{user: "root", group: "root"}, nil
 	}
-	return lookupAccount(name, group)
+	id, err := privilege.LookupAccount(name, group)
+	return account{user: name, group: group, Identity: id}, err
 }
 
 // prepareDirs gives the service account the audit and state directories,
@@ -313,18 +319,14 @@ func workerEnv() []string {
 	return env
 }
 
-type attached struct {
-	link link.Link
-	pin  string
-}
-
 // attach puts both programs at the head of each interface's tcx chain.
 // It creates the links directly (BPF_LINK_CREATE with BPF_F_BEFORE and no
 // anchor: the head): on failure link.AttachTCX probes the kernel by
 // loading a program, which the loader's filter refuses, and would report
 // "not supported" in place of the kernel's answer.
-func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) ([]attached, error) {
-	var out []attached
+// The links are returned by pin name.
+func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) (map[string]link.Link, error) {
+	out := map[string]link.Link{}
 	for _, f := range ifaces {
 		for _, a := range []struct {
 			prog *ebpf.Program
@@ -337,43 +339,12 @@ func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) ([]attached, er
 			l, err := link.AttachRawLink(link.RawLinkOptions{Target: f.Index, Program: a.prog, Attach: a.typ, Flags: unix.BPF_F_BEFORE})
 			if err != nil {
 				for _, done := range out {
-					done.link.Close()
+					done.Close()
 				}
 				return nil, fmt.Errorf("attach %s program to %s (ifindex %d): %w", a.dir, f.Name, f.Index, err)
 			}
-			out = append(out, attached{link: l, pin: pins.LinkName(f.Index, a.dir)})
+			out[pins.LinkName(f.Index, a.dir)] = l
 		}
 	}
 	return out, nil
-}
-
-// pinAll pins maps, then links, under the layout directory. Links go last:
-// once a link is pinned it enforces on its own.
-func pinAll(pinDir string, objs *bpf.DatapathObjects, links []attached) error {
-	dir := pins.LayoutDir(pinDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create pin directory (is bpffs mounted at /sys/fs/bpf?): %w", err)
-	}
-	var pinned []string
-	undo := func(err error) error {
-		for _, p := range pinned {
-			os.Remove(p)
-		}
-		return err
-	}
-	for name, m := range objs.All() {
-		p := filepath.Join(dir, name)
-		if err := m.Pin(p); err != nil {
-			return undo(fmt.Errorf("pin map %s: %w", name, err))
-		}
-		pinned = append(pinned, p)
-	}
-	for _, l := range links {
-		p := filepath.Join(dir, l.pin)
-		if err := l.link.Pin(p); err != nil {
-			return undo(fmt.Errorf("pin link %s: %w", l.pin, err))
-		}
-		pinned = append(pinned, p)
-	}
-	return nil
 }

@@ -3,7 +3,6 @@ package loader
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/privilege"
 )
 
@@ -63,7 +63,7 @@ func reduce(objs *bpf.DatapathObjects, bpffs string) error {
 		if err != nil {
 			return err
 		}
-		ro, err := readOnly(m, bpffs)
+		ro, err := pins.ReadOnly(m, bpffs)
 		if err != nil {
 			return err
 		}
@@ -78,7 +78,7 @@ func reduce(objs *bpf.DatapathObjects, bpffs string) error {
 	}
 	env := append(os.Environ(), objectsEnv+"="+strings.Join(fds, ","))
 	runtime.LockOSThread() // never unlocked: exec replaces the process
-	if err := limitThread(privilege.CapMask(keptCaps...)); err != nil {
+	if err := privilege.LimitThread(privilege.CapMask(keptCaps...)); err != nil {
 		return err
 	}
 	return fmt.Errorf("re-execute loader with reduced capabilities: %w", unix.Exec(self, os.Args, env))
@@ -100,29 +100,6 @@ func checkReduced() error {
 			privilege.CapNames(c.Permitted), privilege.CapNames(c.Effective), privilege.CapNames(c.Inheritable), privilege.CapNames(c.Ambient), privilege.CapNames(want))
 	}
 	return nil
-}
-
-// readOnly opens a read-only descriptor of m. The kernel offers two ways:
-// by id, which takes CAP_SYS_ADMIN, and through a pin, which takes only
-// the right to the pin. So m is pinned for a moment in a fresh directory
-// of the bpffs, opened from there with BPF_F_RDONLY, and unpinned. The
-// name has no dot: bpffs refuses dots in names (EPERM).
-func readOnly(m *ebpf.Map, bpffs string) (*ebpf.Map, error) {
-	dir, err := os.MkdirTemp(bpffs, "pci-segment-ro-")
-	if err != nil {
-		return nil, fmt.Errorf("make a directory for a read-only map descriptor: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	p := filepath.Join(dir, "map")
-	if err := m.Pin(p); err != nil {
-		return nil, fmt.Errorf("pin map for a read-only descriptor: %w", err)
-	}
-	defer m.Unpin()
-	ro, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("open read-only descriptor of map: %w", err)
-	}
-	return ro, nil
 }
 
 // adopt takes the objects a reduce passed on, checking each before use, and

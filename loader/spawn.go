@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -76,7 +75,7 @@ func spawnWorker(exe string, args, env []string, acct account, ipcEnd *os.File, 
 		runtime.LockOSThread()
 		// No UnlockOSThread: the thread's privileges are reduced, so Go
 		// must discard it when this goroutine returns.
-		if err := limitThread(0); err != nil {
+		if err := privilege.LimitThread(0); err != nil {
 			startc <- started{err: fmt.Errorf("reduce privileges of the spawning thread: %w", err)}
 			return
 		}
@@ -199,49 +198,4 @@ func (w *worker) why() string {
 		return fmt.Sprintf("exited: %v", w.err)
 	}
 	return "exited with status 0"
-}
-
-// limitThread cuts the calling thread's bounding set to keep and empties
-// its inheritable and ambient sets. Inheritable matters as much as
-// bounding: on an exec as root the kernel adds the inheritable set to the
-// new permitted set whatever the bounding set says. The thread keeps its
-// effective set, which the fork needs to change identity.
-func limitThread(keep uint64) error {
-	last, err := lastCap()
-	if err != nil {
-		return err
-	}
-	for c := uintptr(0); c <= uintptr(last); c++ {
-		if keep&(1<<c) != 0 {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
-			return fmt.Errorf("drop capability %d from bounding set: %w", c, err)
-		}
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
-	}
-	data[0].Inheritable, data[1].Inheritable = 0, 0
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("clear inheritable capabilities: %w", err)
-	}
-	return nil
-}
-
-func lastCap() (int, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if err != nil {
-		return 0, fmt.Errorf("read highest capability number: %w", err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || n < 0 || n > 63 {
-		return 0, fmt.Errorf("parse /proc/sys/kernel/cap_last_cap %q", b)
-	}
-	return n, nil
 }

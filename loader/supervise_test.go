@@ -22,6 +22,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/sandbox"
 	"github.com/pci-segment/pci-segment/testenv"
@@ -211,7 +212,7 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer objs.Close()
-			ro, err := readOnly(objs.Counters, "/sys/fs/bpf")
+			ro, err := pins.ReadOnly(objs.Counters, "/sys/fs/bpf")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -134,6 +135,61 @@ func RemoveIfEmpty(dir string) error {
 		if err := os.Remove(dir); err != nil {
 			return fmt.Errorf("remove %s: %w", dir, err)
 		}
+	}
+	return nil
+}
+
+// ReadOnly opens a read-only descriptor of m. The kernel offers two ways:
+// by id, which takes CAP_SYS_ADMIN, and through a pin, which takes only
+// the right to the pin. So m is pinned for a moment in a fresh directory
+// of the bpffs, opened from there with BPF_F_RDONLY, and unpinned. The
+// name has no dot: bpffs refuses dots in names (EPERM).
+func ReadOnly(m *ebpf.Map, bpffs string) (*ebpf.Map, error) {
+	dir, err := os.MkdirTemp(bpffs, "pci-segment-ro-")
+	if err != nil {
+		return nil, fmt.Errorf("make a directory for a read-only map descriptor: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "map")
+	if err := m.Pin(p); err != nil {
+		return nil, fmt.Errorf("pin map for a read-only descriptor: %w", err)
+	}
+	defer m.Unpin()
+	ro, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("open read-only descriptor of map: %w", err)
+	}
+	return ro, nil
+}
+
+// Pin pins the maps, then the links, each by name, under the layout
+// directory of pinDir; on failure it removes what it pinned. Links go last:
+// once a link is pinned it enforces on its own.
+func Pin(pinDir string, maps map[string]*ebpf.Map, links map[string]link.Link) error {
+	dir := LayoutDir(pinDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory (is bpffs mounted at /sys/fs/bpf?): %w", err)
+	}
+	var pinned []string
+	undo := func(err error) error {
+		for _, p := range pinned {
+			os.Remove(p)
+		}
+		return err
+	}
+	for name, m := range maps {
+		p := filepath.Join(dir, name)
+		if err := m.Pin(p); err != nil {
+			return undo(fmt.Errorf("pin map %s: %w", name, err))
+		}
+		pinned = append(pinned, p)
+	}
+	for name, l := range links {
+		p := filepath.Join(dir, name)
+		if err := l.Pin(p); err != nil {
+			return undo(fmt.Errorf("pin link %s: %w", name, err))
+		}
+		pinned = append(pinned, p)
 	}
 	return nil
 }
