@@ -18,12 +18,12 @@
 //	Event     L     kind, ifindex, count, text   -                 -           what the loader saw (restarts, links), for the audit log
 //	Listener  L     one listening socket fd      -                 -           systemd's socket activation, handed through
 //
-// Not sent yet: Listener (the loader keeps systemd's sockets, close-on-exec,
-// until the worker can serve on one) and the link Events (they come with
-// following interfaces as they appear); and the loader does not yet pass
-// Alive on to systemd (sd_notify), which waits for a Type=notify unit. The
-// codec and the table hold them already (and the worker audits link
-// events), so that sending them changes no message and no protocol version.
+// Not sent yet: Listener (until the worker can serve on a socket systemd
+// passed, the loader closes such sockets at its re-exec), the link Events
+// (they come with following interfaces as they appear), and Alive is not
+// yet passed on to systemd's watchdog (sd_notify waits for a Type=notify
+// unit). The codec and the table hold them already, and the worker audits
+// link events, so that sending them changes no message and no version.
 //
 // What the worker may send when is the loader's permit table, checked by a
 // Monitor: Hello once; after the maps, an Applied carrying exactly the

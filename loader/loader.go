@@ -113,9 +113,12 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
-	// Whatever this process inherited beyond stdio and systemd's sockets
-	// must not reach the worker, which gets exactly its socket and map fds.
-	if err := unix.CloseRange(3+uint(listenFDs()), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	// Whatever this process inherited beyond stdio goes at the re-exec and
+	// never reaches the worker, which gets exactly its socket and map fds.
+	// (Sockets from systemd's socket activation go too: handing one to the
+	// worker is what ipc's Listener is for, which the loader does not send
+	// yet.)
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("mark inherited descriptors close-on-exec: %w", err)
 	}
 	if err := bpf.CheckKernel(); err != nil {
@@ -148,27 +151,9 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	return reduce(objs, bpffs)
 }
 
-// listenFDs counts the sockets systemd passed this process (socket
-// activation: LISTEN_FDS from fd 3 on, when LISTEN_PID names this
-// process). They survive the re-exec, which keeps the pid.
-func listenFDs() int {
-	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
-		return 0
-	}
-	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
-	if err != nil || n < 0 || n > 64 {
-		return 0
-	}
-	return n
-}
-
 // run is the loader after reduce: start the worker, attach once it has
 // applied a policy, then supervise.
 func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[string]*ebpf.Map) error {
-	// systemd's sockets are for the worker, handed over by message.
-	for fd := 3; fd < 3+listenFDs(); fd++ {
-		unix.CloseOnExec(fd)
-	}
 	if _, err := sandbox.Install(sandbox.LoaderPolicy()); err != nil {
 		return fmt.Errorf("install the loader's seccomp filter: %w", err)
 	}
