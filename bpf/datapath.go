@@ -19,10 +19,10 @@ import (
 // Layout names the version of the map and pin layout. Pins live in a
 // directory of this name, so a binary never silently reuses pins of another
 // layout.
-const Layout = "v1"
+const Layout = "v2"
 
 // LayoutVersion is Layout as stored in the info map.
-const LayoutVersion = 1
+const LayoutVersion = 2
 
 // Direction indices, as in the datapath.
 const (
@@ -90,6 +90,8 @@ var WorkerMaps = []string{
 	DatapathMapInfo,
 	DatapathMapCounters,
 	DatapathMapEvents,
+	DatapathMapBarrier,
+	DatapathMapBarrierInner,
 }
 
 // WorkerReadOnly are the maps the worker gets read-only descriptors of: it
@@ -237,6 +239,9 @@ func (m *DatapathMaps) All() map[string]*ebpf.Map {
 		DatapathMapFrags:     m.Frags,
 		DatapathMapCounters:  m.Counters,
 		DatapathMapEvents:    m.Events,
+		DatapathMapBarrier:   m.Barrier,
+		// The barrier's inner map, held by slot 0.
+		DatapathMapBarrierInner: m.BarrierInner,
 	}
 }
 
@@ -246,7 +251,7 @@ func (m *DatapathMaps) Set(byName map[string]*ebpf.Map) error {
 		DatapathMapAddr4: &m.Addr4, DatapathMapAddr6: &m.Addr6, DatapathMapPorts: &m.Ports,
 		DatapathMapSelector: &m.Selector, DatapathMapHalves: &m.Halves, DatapathMapInfo: &m.Info,
 		DatapathMapConntrack: &m.Conntrack, DatapathMapFrags: &m.Frags, DatapathMapCounters: &m.Counters,
-		DatapathMapEvents: &m.Events,
+		DatapathMapEvents: &m.Events, DatapathMapBarrier: &m.Barrier, DatapathMapBarrierInner: &m.BarrierInner,
 	} {
 		if *p = byName[name]; *p == nil {
 			return fmt.Errorf("datapath map %q missing", name)

@@ -136,6 +136,8 @@ type DatapathSelectorValue struct {
 const (
 	DatapathMapAddr4            = "addr4"
 	DatapathMapAddr6            = "addr6"
+	DatapathMapBarrier          = "barrier"
+	DatapathMapBarrierInner     = "barrier_inner"
 	DatapathMapConntrack        = "conntrack"
 	DatapathMapCounters         = "counters"
 	DatapathMapEvents           = "events"
@@ -205,16 +207,18 @@ type DatapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type DatapathMapSpecs struct {
-	Addr4     *ebpf.MapSpec `ebpf:"addr4"`
-	Addr6     *ebpf.MapSpec `ebpf:"addr6"`
-	Conntrack *ebpf.MapSpec `ebpf:"conntrack"`
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Frags     *ebpf.MapSpec `ebpf:"frags"`
-	Halves    *ebpf.MapSpec `ebpf:"halves"`
-	Info      *ebpf.MapSpec `ebpf:"info"`
-	Ports     *ebpf.MapSpec `ebpf:"ports"`
-	Selector  *ebpf.MapSpec `ebpf:"selector"`
+	Addr4        *ebpf.MapSpec `ebpf:"addr4"`
+	Addr6        *ebpf.MapSpec `ebpf:"addr6"`
+	Barrier      *ebpf.MapSpec `ebpf:"barrier"`
+	BarrierInner *ebpf.MapSpec `ebpf:"barrier_inner"`
+	Conntrack    *ebpf.MapSpec `ebpf:"conntrack"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Frags        *ebpf.MapSpec `ebpf:"frags"`
+	Halves       *ebpf.MapSpec `ebpf:"halves"`
+	Info         *ebpf.MapSpec `ebpf:"info"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	Selector     *ebpf.MapSpec `ebpf:"selector"`
 }
 
 // DatapathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -250,22 +254,26 @@ func (o *DatapathObjects) Close() error {
 //
 // It can be passed to LoadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type DatapathMaps struct {
-	Addr4     *ebpf.Map `ebpf:"addr4"`
-	Addr6     *ebpf.Map `ebpf:"addr6"`
-	Conntrack *ebpf.Map `ebpf:"conntrack"`
-	Counters  *ebpf.Map `ebpf:"counters"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Frags     *ebpf.Map `ebpf:"frags"`
-	Halves    *ebpf.Map `ebpf:"halves"`
-	Info      *ebpf.Map `ebpf:"info"`
-	Ports     *ebpf.Map `ebpf:"ports"`
-	Selector  *ebpf.Map `ebpf:"selector"`
+	Addr4        *ebpf.Map `ebpf:"addr4"`
+	Addr6        *ebpf.Map `ebpf:"addr6"`
+	Barrier      *ebpf.Map `ebpf:"barrier"`
+	BarrierInner *ebpf.Map `ebpf:"barrier_inner"`
+	Conntrack    *ebpf.Map `ebpf:"conntrack"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Frags        *ebpf.Map `ebpf:"frags"`
+	Halves       *ebpf.Map `ebpf:"halves"`
+	Info         *ebpf.Map `ebpf:"info"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	Selector     *ebpf.Map `ebpf:"selector"`
 }
 
 func (m *DatapathMaps) Close() error {
 	return _DatapathClose(
 		m.Addr4,
 		m.Addr6,
+		m.Barrier,
+		m.BarrierInner,
 		m.Conntrack,
 		m.Counters,
 		m.Events,

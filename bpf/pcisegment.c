@@ -261,6 +261,25 @@ struct {
 	__type(value, struct info_value);
 } info SEC(".maps");
 
+// The grace barrier. No program reads it: updating a map-in-map makes the
+// kernel wait, before the syscall returns, for every program that is
+// running (synchronize_rcu). The worker updates slot 0 with barrier_inner
+// before it rewrites the inactive half, so that no packet that read the
+// selector before the last flip can still be reading that half.
+struct barrier_inner_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} barrier_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct barrier_inner_map);
+} barrier SEC(".maps");
+
 // bpf2go only emits types that a global refers to.
 const struct event *unused_event __attribute__((unused));
 const struct info_value *unused_info __attribute__((unused));

@@ -311,6 +311,24 @@ func metricsPort(addr string) (uint16, []string, error) {
 	return uint16(port), existing, nil
 }
 
+// PolicyDirs returns the directories the -f arguments read from, as the
+// worker's Landlock rules grant them: what a reload watches.
+func PolicyDirs(policies []string) ([]string, error) {
+	var out []string
+	for _, p := range policies {
+		dirs, err := policyDirs(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
+}
+
 // policyDirs returns the directories to grant for one -f argument: where
 // the policy loader will look, and where a symbolic link there points.
 // None when nothing exists there yet.

@@ -65,10 +65,7 @@ func compileYAML(t *testing.T, yaml, labels string) (*policy.Set, *policy.Compil
 	return set, c
 }
 
-func writerOf(objs *bpf.DatapathObjects) *PolicyMaps {
-	return &PolicyMaps{Addr4: objs.Addr4, Addr6: objs.Addr6, Ports: objs.Ports,
-		Selector: objs.Selector, Halves: objs.Halves, Info: objs.Info}
-}
+func writerOf(objs *bpf.DatapathObjects) *PolicyMaps { return Writer(objs.All()) }
 
 func run(t *testing.T, prog *ebpf.Program, p bpf.Packet) uint32 {
 	t.Helper()

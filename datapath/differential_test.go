@@ -620,7 +620,7 @@ func (e *diffEnv) loadSet(t testing.TB, g *generator) (*policy.Set, map[string]s
 		t.Fatalf("compile: %v\n%s", err, yaml)
 	}
 	e.gen++
-	if err := policyMaps(e.objs).Apply(c, e.gen, set.Hash); err != nil {
+	if err := writerOf(e.objs).Apply(c, e.gen, set.Hash); err != nil {
 		t.Fatalf("apply: %v\n%s", err, yaml)
 	}
 	return set, labels, yaml
@@ -853,7 +853,7 @@ func TestDefaultSizesHold100kPrefixes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := policyMaps(e.objs).Apply(c, uint64(gen+1), set.Hash); err != nil {
+		if err := writerOf(e.objs).Apply(c, uint64(gen+1), set.Hash); err != nil {
 			t.Fatalf("set %d (%d address entries, %d port entries) on default-sized maps: %v", gen+1, len(c.Addrs), len(c.Ports), err)
 		}
 		var peers []netip.Prefix

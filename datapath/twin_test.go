@@ -46,18 +46,13 @@ func loadApplied(t testing.TB, set *policy.Set, labels map[string]string) *bpf.D
 	return objs
 }
 
-func policyMaps(objs *bpf.DatapathObjects) *PolicyMaps {
-	return &PolicyMaps{Addr4: objs.Addr4, Addr6: objs.Addr6, Ports: objs.Ports,
-		Selector: objs.Selector, Halves: objs.Halves, Info: objs.Info}
-}
-
 func apply(t testing.TB, objs *bpf.DatapathObjects, set *policy.Set, labels map[string]string, gen uint64) {
 	t.Helper()
 	c, err := policy.Compile(set, labels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := policyMaps(objs).Apply(c, gen, set.Hash); err != nil {
+	if err := writerOf(objs).Apply(c, gen, set.Hash); err != nil {
 		t.Fatal(err)
 	}
 }

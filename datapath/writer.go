@@ -15,9 +15,20 @@ import (
 	"github.com/pci-segment/pci-segment/policy"
 )
 
-// PolicyMaps are the maps a policy set is written to.
+// PolicyMaps are the maps a policy set is written to, and the barrier
+// that waits out the programs still reading the half about to be written.
 type PolicyMaps struct {
 	Addr4, Addr6, Ports, Selector, Halves, Info *ebpf.Map
+	Barrier, BarrierInner                       *ebpf.Map
+}
+
+// Writer returns the PolicyMaps among maps, by datapath map name (as the
+// worker receives them, or bpf.DatapathMaps.All()).
+func Writer(maps map[string]*ebpf.Map) *PolicyMaps {
+	return &PolicyMaps{Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6],
+		Ports: maps[bpf.DatapathMapPorts], Selector: maps[bpf.DatapathMapSelector],
+		Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
+		Barrier: maps[bpf.DatapathMapBarrier], BarrierInner: maps[bpf.DatapathMapBarrierInner]}
 }
 
 // Capacity is what one policy set may use: the tries are shared by both
@@ -67,16 +78,22 @@ func (pm *PolicyMaps) Active() (uint32, error) {
 }
 
 // Apply makes c the policy in force as generation gen: it checks that c fits,
-// clears and writes the inactive half, then flips the selector with a single
-// write. A set that does not fit is refused before any map write, so the
-// policy in force stays.
+// waits out a grace period, clears and writes the inactive half, then flips
+// the selector with a single write. A set that does not fit is refused
+// before any map write, so the policy in force stays; a write that fails
+// part way leaves the live half and the selector as they were.
 //
-// The inactive half is rewritten only here, after the previous flip: a caller
-// that applies twice in a row must make sure no program still reads the half
-// (the flip happened a grace period ago).
+// The grace period is what makes rewriting the inactive half safe: a packet
+// that read the selector before the last flip may still be reading that
+// half. Updating the barrier, a map-in-map, returns only once every program
+// then running has finished (the kernel's synchronize_rcu), so after it no
+// packet can see the half change under it.
 func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) error {
 	if err := pm.Capacity().Fits(c); err != nil {
 		return err
+	}
+	if err := pm.Barrier.Put(uint32(0), pm.BarrierInner); err != nil {
+		return fmt.Errorf("wait for programs reading the inactive half (barrier): %w", err)
 	}
 	var n4, n6 int
 	for _, a := range c.Addrs {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/confine"
 	"github.com/pci-segment/pci-segment/lab"
 )
@@ -134,7 +135,7 @@ func TestWorkerCannotReadAPolicyLinkedFromOutside(t *testing.T) {
 	if in, eg := tcxPrograms(t, l); in+eg != 0 {
 		t.Errorf("%d ingress and %d egress programs attached after the refusal", in, eg)
 	}
-	if slices.Contains(pinsLeft(t, e.pinDir), filepath.Join(e.pinDir, "v1")) {
+	if slices.Contains(pinsLeft(t, e.pinDir), filepath.Join(e.pinDir, bpf.Layout)) {
 		t.Errorf("pins left in %s", e.pinDir)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/lab"
 )
 
@@ -147,7 +148,7 @@ func TestEnforceSizesTheMapsFromItsFlags(t *testing.T) {
 	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
 	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
 	for name, want := range map[string]uint32{"addr4": 8, "addr6": 8, "ports": 32, "conntrack": 2000} {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, "v1", name), &ebpf.LoadPinOptions{ReadOnly: true})
+		m, err := ebpf.LoadPinnedMap(filepath.Join(e.pinDir, bpf.Layout, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
 			t.Fatalf("open pinned %s: %v", name, err)
 		}

@@ -22,6 +22,8 @@ import (
 type Metrics struct {
 	Registry          *prometheus.Registry
 	PolicyGeneration  prometheus.Gauge
+	LastApplied       prometheus.Gauge
+	Reloads           *prometheus.CounterVec // by result: applied, rejected
 	AuditRecords      prometheus.Counter
 	AuditWriteErrors  prometheus.Counter
 	DatapathReadError prometheus.Counter
@@ -36,6 +38,14 @@ func New(counters *ebpf.Map) *Metrics {
 			Name: "pci_segment_policy_generation",
 			Help: "Generation of the policy set in force.",
 		}),
+		LastApplied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pci_segment_policy_last_applied_timestamp_seconds",
+			Help: "When the policy set in force was applied, in seconds since the Unix epoch.",
+		}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pci_segment_reloads_total",
+			Help: "Policy reloads (SIGHUP or a change in the policy directories) by result: applied, or rejected with the policy in force kept.",
+		}, []string{"result"}),
 		AuditRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pci_segment_audit_records_total",
 			Help: "Audit records written.",
@@ -49,7 +59,10 @@ func New(counters *ebpf.Map) *Metrics {
 			Help: "Scrapes that could not read the datapath counters.",
 		}),
 	}
-	reg.MustRegister(m.PolicyGeneration, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
+	for _, r := range []string{"applied", "rejected"} {
+		m.Reloads.WithLabelValues(r) // present at 0 from the start, for rate() and alerts
+	}
+	reg.MustRegister(m.PolicyGeneration, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
 		&datapath{counters: counters, readErr: m.DatapathReadError},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -21,7 +21,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -154,18 +153,6 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--labels: %w", err)
 	}
-	set, err := policy.Load(cfg.Policies)
-	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			err = fmt.Errorf("%w\nthe worker reads policies as uid %d, confined to the -f directories: make files readable by it (for example group pci-segment, mode 0640; directories 0750), and keep them in those directories rather than linked from elsewhere", err, os.Getuid())
-		}
-		return fmt.Errorf("policy set rejected, nothing applied:\n%w", err)
-	}
-	compiled, err := policy.Compile(set, labels)
-	if err != nil {
-		return fmt.Errorf("compile policy set: %w", err)
-	}
-
 	// Everything that can fail is opened before the policy goes live:
 	// once the loader hears "applied" it attaches and pins.
 	aw, err := audit.Open(cfg.AuditDir)
@@ -194,34 +181,16 @@ func Run(cfg Config, log hclog.Logger) error {
 		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(), Resource: o,
 			Details: map[string]any{"production": "not allowed (PCI-DSS Req 2.2.4)"}})
 	}
-	// What validate warns about (no policy selects this host, a direction
-	// of a CDE host left unfiltered) must not pass silently at enforce.
-	for _, w := range set.HostWarnings(labels) {
-		log.Warn("policy set warning", "finding", w.Error())
-		rec.write(audit.Record{Type: audit.TypePolicyWarning, Outcome: "warning", Who: who(),
-			Resource: "policy set", Details: map[string]any{"finding": w.Error(), "labels": cfg.Labels}})
+	a := &applier{cfg: cfg, labels: labels, pm: datapath.Writer(maps), rec: rec, met: met, log: log, conn: conn}
+	set, compiled, err := a.load()
+	if err != nil {
+		rec.write(audit.Record{Type: audit.TypePolicyRejected, Outcome: "failure", Who: who(), Resource: "policy set",
+			Details: map[string]any{"trigger": triggerStart, "reason": err.Error()}})
+		return fmt.Errorf("policy set rejected, nothing applied:\n%w", err)
 	}
-
-	pm := &datapath.PolicyMaps{
-		Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6], Ports: maps[bpf.DatapathMapPorts],
-		Selector: maps[bpf.DatapathMapSelector], Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
+	if err := a.apply(set, compiled, generation, triggerStart); err != nil {
+		return err
 	}
-	// The loader assigns the generation and accepts no other: conntrack
-	// entries of another generation are judged again by the datapath.
-	if err := pm.Apply(compiled, generation, set.Hash); err != nil {
-		return fmt.Errorf("apply policy set: %w", err)
-	}
-	met.PolicyGeneration.Set(float64(generation))
-	files := make([]map[string]string, 0, len(set.Files))
-	for _, f := range set.Files {
-		files = append(files, map[string]string{"path": f.Path, "sha256": fmt.Sprintf("%x", f.SHA256)})
-	}
-	rec.write(audit.Record{Type: audit.TypePolicyApplied, Outcome: "success", Who: who(), Resource: "policy set",
-		Details: map[string]any{"generation": generation, "set_sha256": set.HashHex(), "files": files,
-			"policies": compiled.Policies, "rules": compiled.Rules, "labels": cfg.Labels,
-			"governed_ingress": compiled.Governed[policy.Ingress], "governed_egress": compiled.Governed[policy.Egress]}})
-	log.Info("policy applied", "generation", generation, "policies", len(compiled.Policies),
-		"rules", compiled.Rules, "set_sha256", set.HashHex())
 
 	// A fresh deadline: loading a large set may take longer than the
 	// greeting's.
@@ -240,8 +209,22 @@ func Run(cfg Config, log hclog.Logger) error {
 
 	// The loader closes the channel when it goes; its death also kills us
 	// through the parent-death signal.
-	closed := make(chan error, 1)
-	go func() { closed <- rec.fromLoader(conn, log) }()
+	closed := make(chan error, 2)
+	triggers := make(chan string, 4)
+	go func() { closed <- rec.fromLoader(conn, triggers) }()
+	go func() { closed <- a.reloads(triggers) }()
+	dirs, err := confine.PolicyDirs(cfg.Policies)
+	if err == nil {
+		var w interface{ Close() error }
+		if w, err = watch(dirs, triggers, log); err == nil {
+			defer w.Close()
+		}
+	}
+	if err != nil {
+		// SIGHUP still reloads; the operator must know that edits alone
+		// do not.
+		log.Error("policy directories not watched; reload with SIGHUP", "error", err)
+	}
 	go keepAlive(conn, log)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
@@ -323,7 +306,7 @@ func keepAlive(conn *ipc.Conn, log hclog.Logger) {
 
 // fromLoader handles the loader's messages until the channel fails or a
 // message is not one the worker accepts.
-func (r *recorder) fromLoader(conn *ipc.Conn, log hclog.Logger) error {
+func (r *recorder) fromLoader(conn *ipc.Conn, triggers chan<- string) error {
 	for {
 		m, err := conn.Recv(context.Background())
 		if err != nil {
@@ -333,20 +316,7 @@ func (r *recorder) fromLoader(conn *ipc.Conn, log hclog.Logger) error {
 		case ipc.Event:
 			r.write(loaderEvent(m))
 		case ipc.Reload:
-			// Known gap: reading the policies again in place needs the
-			// datapath's grace period before a half is rewritten, which
-			// is not built yet. Until then a reload is refused, the
-			// policy in force stays, and a restart applies new files.
-			why := "reload is not supported by this version; restart the service to apply changed policies"
-			log.Warn("reload refused", "reason", why)
-			r.write(audit.Record{Type: audit.TypePolicyRejected, Outcome: "failure", Who: who(), Resource: "policy set",
-				Details: map[string]any{"reason": why}})
-			ctx, cancel := context.WithTimeout(context.Background(), aliveEvery)
-			err := conn.Send(ctx, ipc.Refused{Why: why})
-			cancel()
-			if err != nil {
-				return err
-			}
+			request(triggers, triggerSIGHUP)
 		default:
 			ipc.CloseFDs(m)
 			return fmt.Errorf("unexpected %s from loader", m.Type())

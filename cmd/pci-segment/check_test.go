@@ -220,8 +220,7 @@ func pinDatapath(t *testing.T, dir, labels string) (string, func(dir string)) {
 			t.Fatal(err)
 		}
 		gen++
-		pm := &datapath.PolicyMaps{Addr4: objs.Addr4, Addr6: objs.Addr6, Ports: objs.Ports,
-			Selector: objs.Selector, Halves: objs.Halves, Info: objs.Info}
+		pm := datapath.Writer(objs.All())
 		if err := pm.Apply(c, gen, set.Hash); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,214 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pci-segment/pci-segment/audit"
+	"github.com/pci-segment/pci-segment/datapath"
+	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/metrics"
+	"github.com/pci-segment/pci-segment/policy"
+)
+
+// Reload timing. A burst of file events (an editor's save, a configuration
+// tool replacing several files) becomes one reload once the directories
+// have been quiet for settle, or after settleMax at the latest. Reloads are
+// at least reloadGap apart, which keeps the worker inside the loader's
+// rate for Applied and Refused (30 a minute) however often SIGHUP comes.
+const (
+	settle    = 500 * time.Millisecond
+	settleMax = 5 * time.Second
+	reloadGap = 2 * time.Second
+)
+
+// applier is the only writer of the policy halves: one set at a time, each
+// validated and compiled whole before the first map write.
+type applier struct {
+	cfg    Config
+	labels map[string]string
+	pm     *datapath.PolicyMaps
+	rec    *recorder
+	met    *metrics.Metrics
+	log    hclog.Logger
+	conn   *ipc.Conn
+	// gen and hash are the generation and set hash in force.
+	gen  uint64
+	hash [32]byte
+}
+
+// load reads and compiles the policy files.
+func (a *applier) load() (*policy.Set, *policy.Compiled, error) {
+	set, err := policy.Load(a.cfg.Policies)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w\nthe worker reads policies as uid %d, confined to the -f directories: make files readable by it (for example group pci-segment, mode 0640; directories 0750), and keep them in those directories rather than linked from elsewhere", err, os.Getuid())
+		}
+		return nil, nil, err
+	}
+	compiled, err := policy.Compile(set, a.labels)
+	if err != nil {
+		return nil, nil, fmt.Errorf("compile policy set: %w", err)
+	}
+	return set, compiled, nil
+}
+
+// apply makes the set live as generation gen, then records it and what
+// asked for it.
+func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, trigger string) error {
+	// What validate warns about (no policy selects this host, a direction
+	// of a CDE host left unfiltered) must not pass silently at enforce.
+	for _, w := range set.HostWarnings(a.labels) {
+		a.log.Warn("policy set warning", "finding", w.Error())
+		a.rec.write(audit.Record{Type: audit.TypePolicyWarning, Outcome: "warning", Who: who(),
+			Resource: "policy set", Details: map[string]any{"finding": w.Error(), "labels": a.cfg.Labels}})
+	}
+	// The loader assigns the generation and accepts no other: conntrack
+	// entries of another generation are judged again by the datapath.
+	if err := a.pm.Apply(compiled, gen, set.Hash); err != nil {
+		return fmt.Errorf("apply policy set: %w", err)
+	}
+	a.gen, a.hash = gen, set.Hash
+	a.met.PolicyGeneration.Set(float64(gen))
+	a.met.LastApplied.SetToCurrentTime()
+	files := make([]map[string]string, 0, len(set.Files))
+	for _, f := range set.Files {
+		files = append(files, map[string]string{"path": f.Path, "sha256": fmt.Sprintf("%x", f.SHA256)})
+	}
+	a.rec.write(audit.Record{Type: audit.TypePolicyApplied, Outcome: "success", Who: who(), Resource: "policy set",
+		Details: map[string]any{"generation": gen, "trigger": trigger, "set_sha256": set.HashHex(), "files": files,
+			"policies": compiled.Policies, "rules": compiled.Rules, "labels": a.cfg.Labels,
+			"governed_ingress": compiled.Governed[policy.Ingress], "governed_egress": compiled.Governed[policy.Egress]}})
+	a.log.Info("policy applied", "generation", gen, "trigger", trigger, "policies", len(compiled.Policies),
+		"rules", compiled.Rules, "set_sha256", set.HashHex())
+	return nil
+}
+
+// reload reads the policies again and applies them as the next
+// generation. A set that does not load, compile, fit or write is refused
+// whole and the one in force stays; the loader hears which. A change in
+// the directories that leaves the set as it is applies nothing.
+func (a *applier) reload(trigger string) error {
+	set, compiled, err := a.load()
+	if err == nil && trigger == triggerFiles && set.Hash == a.hash {
+		a.log.Debug("policy directories changed, policy set did not")
+		return nil
+	}
+	if err == nil {
+		err = a.apply(set, compiled, a.gen+1, trigger)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), aliveEvery)
+	defer cancel()
+	if err != nil {
+		why := err.Error()
+		a.log.Error("reload rejected; the policy in force stays", "trigger", trigger, "generation", a.gen, "reason", why)
+		a.rec.write(audit.Record{Type: audit.TypePolicyRejected, Outcome: "failure", Who: who(), Resource: "policy set",
+			Details: map[string]any{"trigger": trigger, "reason": why, "generation_in_force": a.gen}})
+		a.met.Reloads.WithLabelValues("rejected").Inc()
+		if len(why) > ipc.MaxText {
+			why = why[:ipc.MaxText]
+		}
+		return a.conn.Send(ctx, ipc.Refused{Why: why})
+	}
+	a.met.Reloads.WithLabelValues("applied").Inc()
+	return a.conn.Send(ctx, ipc.Applied{Generation: a.gen, SetHash: a.hash})
+}
+
+// What asked for a policy set to be applied.
+const (
+	triggerStart  = "start"
+	triggerSIGHUP = "SIGHUP"
+	triggerFiles  = "policy files changed"
+)
+
+// reloads applies the reloads asked for on triggers, reloadGap apart; what
+// arrives meanwhile is coalesced into one. It returns when the channel to
+// the loader fails.
+func (a *applier) reloads(triggers <-chan string) error {
+	var last time.Time
+	for trigger := range triggers {
+		if wait := reloadGap - time.Since(last); wait > 0 {
+			time.Sleep(wait)
+		}
+		// A SIGHUP coalesced with file changes is still a SIGHUP.
+		for drained := false; !drained; {
+			select {
+			case t := <-triggers:
+				if t == triggerSIGHUP {
+					trigger = t
+				}
+			default:
+				drained = true
+			}
+		}
+		last = time.Now()
+		if err := a.reload(trigger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// watch asks for a reload when a file in the policy directories is
+// created, written, removed or renamed (configuration tools replace files
+// by rename), once the burst has settled. It watches the directories, not
+// the files, so a replaced file is still seen.
+func watch(dirs []string, triggers chan<- string, log hclog.Logger) (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch policy directories: %w", err)
+	}
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("watch policy directory %s: %w", d, err)
+		}
+	}
+	go func() {
+		var quiet, deadline <-chan time.Time
+		for {
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if ev.Op == fsnotify.Chmod {
+					continue
+				}
+				quiet = time.After(settle)
+				if deadline == nil {
+					deadline = time.After(settleMax)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				// An overflowed queue lost events: reload to be sure.
+				log.Warn("watching policy directories", "error", err)
+				quiet = time.After(settle)
+			case <-quiet:
+				quiet, deadline = nil, nil
+				request(triggers, triggerFiles)
+			case <-deadline:
+				quiet, deadline = nil, nil
+				request(triggers, triggerFiles)
+			}
+		}
+	}()
+	return w, nil
+}
+
+// request asks for a reload without blocking: one pending is enough.
+func request(triggers chan<- string, trigger string) {
+	select {
+	case triggers <- trigger:
+	default:
+	}
+}
