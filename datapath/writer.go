@@ -7,6 +7,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -91,6 +92,9 @@ func (pm *PolicyMaps) Active() (uint32, error) {
 func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) error {
 	if err := pm.Capacity().Fits(c); err != nil {
 		return err
+	}
+	if pm.Barrier == nil || pm.BarrierInner == nil {
+		return errors.New("apply policy set: no grace barrier; the inactive half cannot be rewritten safely")
 	}
 	if err := pm.Barrier.Put(uint32(0), pm.BarrierInner); err != nil {
 		return fmt.Errorf("wait for programs reading the inactive half (barrier): %w", err)
