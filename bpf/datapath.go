@@ -226,6 +226,33 @@ func LoadWithSizes(s Sizes) (*DatapathObjects, error) {
 	return &objs, nil
 }
 
+// LoadOver loads both programs over maps that exist already, the pins of a
+// running or an earlier instance of this layout, so that the new programs
+// share them: the policy in force, connection tracking and the counters
+// carry on. Each map is checked against s first; maps holds them all.
+func LoadOver(s Sizes, maps map[string]*ebpf.Map) (*DatapathObjects, error) {
+	spec, err := SpecWithSizes(s)
+	if err != nil {
+		return nil, err
+	}
+	// The datapath's own maps; the programs' global data (.bss, .rodata)
+	// is never pinned and comes fresh.
+	for name := range (&DatapathMaps{}).All() {
+		m, ok := maps[name]
+		if !ok {
+			return nil, fmt.Errorf("adopt pinned maps: %s is missing", name)
+		}
+		if err := Check(m, name, s); err != nil {
+			return nil, fmt.Errorf("adopt pinned maps (start with the --max-* flags they were made with, or --replace): %w", err)
+		}
+	}
+	var objs DatapathObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: maps}); err != nil {
+		return nil, fmt.Errorf("load datapath over pinned maps: %w", err)
+	}
+	return &objs, nil
+}
+
 // All returns every map of the datapath by name, for pinning.
 func (m *DatapathMaps) All() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{

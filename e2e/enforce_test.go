@@ -467,7 +467,7 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 		t.Errorf("worker holds %d map fds, want the %d it is sent", maps, len(bpf.WorkerMaps))
 	}
 
-	checkLoaderDescriptors(t, loaderPID, leak.Name())
+	checkLoaderDescriptors(t, loaderPID, leak.Name(), e.pinDir)
 
 	// Its own session, no controlling terminal: stat fields 6 (session)
 	// and 7 (tty_nr), counted after the parenthesised command name.
@@ -484,9 +484,10 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 // checkLoaderDescriptors holds the loader, once enforcing, to what it
 // still needs: the worker's maps (the counters read-only) for the next
 // worker, the two programs for the next interface, the channel, the
-// worker's output pipe and pidfd. No link (pinned), no other map, nothing
-// it inherited, no file or socket beyond those.
-func checkLoaderDescriptors(t *testing.T, pid int, inherited string) {
+// worker's output pipe and pidfd, and the pin directory, whose flock is
+// the single-instance lock. No link (pinned), no other map, nothing it
+// inherited, no file or socket beyond those.
+func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 	t.Helper()
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
@@ -504,6 +505,8 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited string) {
 			t.Errorf("loader keeps the descriptor it inherited: fd %d -> %s", n, target)
 		case kind == "anon_inode":
 			kind = target // [eventpoll], [eventfd], [pidfd]
+		case target == pinDir:
+			kind = "lock"
 		case strings.HasPrefix(target, "/sys/fs/cgroup/") && strings.Contains(target, "/cpu"):
 			// The Go runtime's own, read-only: the cgroup CPU limit it
 			// re-reads to keep GOMAXPROCS right.
@@ -519,6 +522,7 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited string) {
 		"anon_inode:[pidfd]":     1, // the worker
 		"anon_inode:[eventpoll]": 1, // the runtime's poller
 		"anon_inode:[eventfd]":   1,
+		"lock":                   1, // the pin directory, flocked
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("loader descriptors by kind %v, want %v", got, want)

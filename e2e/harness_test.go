@@ -98,6 +98,9 @@ type enforceOpts struct {
 	noAccount bool
 	// args are further enforce flags.
 	args []string
+	// pinDir, when set, is the pin directory to use (another enforcer's,
+	// to take over from it).
+	pinDir string
 }
 
 func randomHex(t testing.TB, n int) string {
@@ -142,6 +145,9 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 		pinDir:   "/sys/fs/bpf/pci-segment-e2e-" + randomHex(t, 6),
 		auditDir: filepath.Join(worldDir(t), "audit"),
 		stateDir: filepath.Join(worldDir(t), "state"),
+	}
+	if o.pinDir != "" {
+		e.pinDir = o.pinDir
 	}
 	env := append(os.Environ(), o.env...)
 	if !o.noAccount {

@@ -8,11 +8,14 @@
 //
 // What it does, in order (Enforce):
 //  1. refuses to start without root and the capabilities it uses, on a
-//     kernel without tcx, without the service account, or over pins that
-//     another instance left;
+//     kernel without tcx, or without the service account; takes the pin
+//     directory's lock (under --replace, stopping the instance holding
+//     it), and refuses pins of another layout unless --replace
+//     (takeover.go);
 //  2. gives the service account its audit directory, creates the maps
 //     (sized once and for all by --max-prefixes, --max-port-entries and
-//     --max-flows) and loads the programs (package bpf);
+//     --max-flows), or adopts those pinned by an earlier instance of its
+//     layout, and loads the programs (package bpf);
 //  3. re-executes itself keeping only the capabilities it still needs
 //     (reduce.go: BPF and NET_ADMIN to attach, SETUID, SETGID and SETPCAP
 //     to start a worker with nothing, KILL to stop one), the loaded objects
@@ -21,7 +24,9 @@
 //     no capabilities and NoNewPrivs, in a session of its own, and hands it
 //     the map fds over a socketpair;
 //  5. once the worker reports a policy applied, attaches the programs at the
-//     head of each interface's tcx chain and pins links and maps, so that
+//     head of each interface's tcx chain, or swaps them onto the links
+//     already pinned there (BPF_LINK_UPDATE: no detach), and pins links
+//     and maps, so that
 //     enforcement outlives both processes (fail closed); then closes the
 //     links and every map the worker does not get, keeping only what the
 //     next worker (its maps) and the next interface (the programs) need;
@@ -70,8 +75,11 @@ type Config struct {
 	StateDir    string
 	MetricsAddr string
 	AllowRoot   bool
-	LogLevel    string
-	Seccomp     string // the worker's filter: allowlist or denylist
+	// Replace takes over from a running instance or from pins of another
+	// layout, swapping programs in place on the existing links.
+	Replace  bool
+	LogLevel string
+	Seccomp  string // the worker's filter: allowlist or denylist
 	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
 	// --max-flows); a zero field takes bpf.DefaultSizes.
 	Sizes bpf.Sizes
@@ -103,11 +111,14 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		if err := checkReduced(); err != nil {
 			return err
 		}
-		objs, readOnly, err := adopt(spec, cfg.Sizes)
+		objs, readOnly, lock, err := adopt(spec, cfg.Sizes)
 		if err != nil {
 			return err
 		}
 		defer objs.Close()
+		defer lock.Close()
+		// Nothing pinned (a start that failed): leave no empty directory.
+		defer pins.RemoveIfEmpty(cfg.PinDir)
 		return run(cfg, log, objs, readOnly)
 	}
 	if err := checkPrivileges(); err != nil {
@@ -135,20 +146,25 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := pins.RefuseExisting(cfg.PinDir); err != nil {
+	lock, err := claim(cfg, log)
+	if err != nil {
 		return err
 	}
+	defer lock.Close()
+	// Only a failed start returns: the directory Lock made goes, unless
+	// it holds pins.
+	defer pins.RemoveIfEmpty(cfg.PinDir)
 	if err := prepareDirs(cfg, acct); err != nil {
 		return err
 	}
 	// The maps get their capacities here, once: a policy set that does
 	// not fit them is refused by the worker, naming the flag to raise.
-	objs, err := bpf.LoadWithSizes(cfg.Sizes)
+	objs, err := loadObjects(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer objs.Close()
-	return reduce(objs, bpffs)
+	return reduce(objs, bpffs, lock)
 }
 
 // run is the loader after reduce: start the worker, attach once it has
@@ -171,8 +187,22 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, log: log}
+	// Generations only grow, also over adopted maps: connection tracking
+	// entries of the previous instance are judged again.
+	var info bpf.DatapathInfoValue
+	if err := objs.Info.Lookup(uint32(0), &info); err != nil {
+		return fmt.Errorf("read the generation in force: %w", err)
+	}
+	sup.mon.Next = info.Generation + 1
 	sup.onApplied = func() error {
-		links, err := attach(objs, ifaces)
+		old, err := oldLayouts(cfg.PinDir)
+		if err != nil {
+			return err
+		}
+		for _, d := range old {
+			carryConntrack(d, objs.Conntrack, log)
+		}
+		links, err := attach(objs, ifaces, cfg.PinDir, old)
 		if err != nil {
 			return err
 		}
@@ -182,6 +212,11 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 			}
 			pins.RemoveIfEmpty(pins.LayoutDir(cfg.PinDir))
 			return err
+		}
+		for _, d := range old {
+			if err := removeOld(d, log); err != nil {
+				return err
+			}
 		}
 		// Pinned, the links and the maps the worker never gets (or gets
 		// read-only) need no descriptor here: what stays is what the
@@ -304,14 +339,22 @@ func workerEnv() []string {
 	return env
 }
 
-// attach puts both programs at the head of each interface's tcx chain.
-// It creates the links directly (BPF_LINK_CREATE with BPF_F_BEFORE and no
-// anchor: the head): on failure link.AttachTCX probes the kernel by
-// loading a program, which the loader's filter refuses, and would report
-// "not supported" in place of the kernel's answer.
-// The links are returned by pin name.
-func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) (map[string]link.Link, error) {
+// attach puts both programs at the head of each interface's tcx chain and
+// returns the links by pin name. A link already pinned for an interface and
+// direction (adopted, or an old layout's under --replace) keeps its place
+// and gets the new program in place; the others are created directly
+// (BPF_LINK_CREATE with BPF_F_BEFORE and no anchor: the head): on failure
+// link.AttachTCX probes the kernel by loading a program, which the loader's
+// filter refuses, and would report "not supported" in place of the
+// kernel's answer.
+func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface, pinDir string, old []string) (map[string]link.Link, error) {
 	out := map[string]link.Link{}
+	fail := func(err error) (map[string]link.Link, error) {
+		for _, done := range out {
+			done.Close()
+		}
+		return nil, err
+	}
 	for _, f := range ifaces {
 		for _, a := range []struct {
 			prog *ebpf.Program
@@ -321,12 +364,15 @@ func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface) (map[string]lin
 			{objs.PciIngress, ebpf.AttachTCXIngress, "ingress"},
 			{objs.PciEgress, ebpf.AttachTCXEgress, "egress"},
 		} {
-			l, err := link.AttachRawLink(link.RawLinkOptions{Target: f.Index, Program: a.prog, Attach: a.typ, Flags: unix.BPF_F_BEFORE})
+			var l link.Link
+			var err error
+			if p := linkPath(pinDir, old, f.Index, a.dir); p != "" {
+				l, err = swap(p, a.prog)
+			} else if l, err = link.AttachRawLink(link.RawLinkOptions{Target: f.Index, Program: a.prog, Attach: a.typ, Flags: unix.BPF_F_BEFORE}); err != nil {
+				err = fmt.Errorf("attach %s program to %s (ifindex %d): %w", a.dir, f.Name, f.Index, err)
+			}
 			if err != nil {
-				for _, done := range out {
-					done.Close()
-				}
-				return nil, fmt.Errorf("attach %s program to %s (ifindex %d): %w", a.dir, f.Name, f.Index, err)
+				return fail(err)
 			}
 			out[pins.LinkName(f.Index, a.dir)] = l
 		}

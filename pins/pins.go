@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -57,20 +58,110 @@ func CheckFS(pinDir string) (string, error) {
 	}
 }
 
-// RefuseExisting stops a second enforce from taking over pins it did not
-// create: they belong to a running instance or to enforcement left in place.
-func RefuseExisting(pinDir string) error {
-	entries, err := os.ReadDir(LayoutDir(pinDir))
+// ErrLocked is wrapped by Lock's error when another enforce holds pinDir.
+var ErrLocked = errors.New("another pci-segment enforce holds the pin directory")
+
+// Lock takes the single-instance lock of pinDir, creating the directory:
+// an exclusive flock on it, held for as long as the returned file is open
+// (across an exec too). The kernel drops it when its holder dies, however.
+func Lock(pinDir string) (*os.File, error) {
+	if err := os.MkdirAll(pinDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create pin directory %s: %w", pinDir, err)
+	}
+	f, err := os.Open(pinDir)
+	if err != nil {
+		return nil, fmt.Errorf("open pin directory %s: %w", pinDir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w (pid %d)", pinDir, ErrLocked, Holder(pinDir))
+		}
+		return nil, fmt.Errorf("lock pin directory %s: %w", pinDir, err)
+	}
+	return f, nil
+}
+
+// Holder returns the pid holding pinDir's lock, as /proc/locks tells it
+// (the kernel's record, which no other process can forge), or 0.
+func Holder(pinDir string) int {
+	var st unix.Stat_t
+	if err := unix.Stat(pinDir, &st); err != nil {
+		return 0
+	}
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	// "1: FLOCK  ADVISORY  WRITE 1234 00:1f:5678 0 EOF"
+	inode := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for _, line := range strings.Split(string(locks), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == inode {
+			pid, _ := strconv.Atoi(f[4])
+			return pid
+		}
+	}
+	return 0
+}
+
+// Layouts lists the layout directories below pinDir that hold pins, each
+// with the names of its pins.
+func Layouts(pinDir string) (map[string][]string, error) {
+	out := map[string][]string{}
+	dirs, err := os.ReadDir(pinDir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return out, nil
 	}
 	if err != nil {
-		return fmt.Errorf("inspect pin directory: %w", err)
+		return nil, fmt.Errorf("read pin directory: %w", err)
 	}
-	if len(entries) > 0 {
-		return fmt.Errorf("pins already exist in %s: another pci-segment enforce is running or left enforcement in place; stop it and run `pci-segment detach --pin-dir %s` first", LayoutDir(pinDir), pinDir)
+	for _, d := range dirs {
+		if !d.IsDir() || !isLayout(d.Name()) {
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(pinDir, d.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read pin directory: %w", err)
+		}
+		for _, e := range entries {
+			out[d.Name()] = append(out[d.Name()], e.Name())
+		}
+		if len(entries) == 0 {
+			out[d.Name()] = []string{}
+		}
 	}
-	return nil
+	return out, nil
+}
+
+// isLayout reports whether name is a layout directory's: v and a number.
+func isLayout(name string) bool {
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "v"))
+	return strings.HasPrefix(name, "v") && err == nil && n > 0
+}
+
+// LoadMaps opens the pinned maps of a layout directory by name (every pin
+// that is not a link).
+func LoadMaps(dir string) (map[string]*ebpf.Map, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read pin directory: %w", err)
+	}
+	maps := map[string]*ebpf.Map{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "link_") {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, e.Name()), nil)
+		if err != nil {
+			for _, m := range maps {
+				m.Close()
+			}
+			return nil, fmt.Errorf("open pinned map %s: %w", filepath.Join(dir, e.Name()), err)
+		}
+		maps[e.Name()] = m
+	}
+	return maps, nil
 }
 
 // Detach removes every link and pin of ours under pinDir: links are detached
@@ -80,12 +171,28 @@ func Detach(pinDir string, log hclog.Logger) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("detach must run as root (running as uid %d): the pins are root's", os.Geteuid())
 	}
-	dir := LayoutDir(pinDir)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		log.Info("nothing to detach", "pin_dir", dir)
+	layouts, err := Layouts(pinDir)
+	if err != nil {
+		return err
+	}
+	if len(layouts) == 0 {
+		log.Info("nothing to detach", "pin_dir", pinDir)
 		return RemoveIfEmpty(pinDir)
 	}
+	var errs []error
+	for layout := range layouts {
+		errs = append(errs, detachLayout(filepath.Join(pinDir, layout), log))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return RemoveIfEmpty(pinDir)
+}
+
+// detachLayout detaches the links and removes the pins of one layout
+// directory, and the directory.
+func detachLayout(dir string, log hclog.Logger) error {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("read pin directory: %w", err)
 	}
@@ -115,9 +222,6 @@ func Detach(pinDir string, log hclog.Logger) error {
 	if len(errs) == 0 {
 		if err := os.Remove(dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
-		}
-		if err := RemoveIfEmpty(pinDir); err != nil {
-			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -179,6 +283,9 @@ func Pin(pinDir string, maps map[string]*ebpf.Map, links map[string]link.Link) e
 	}
 	for name, m := range maps {
 		p := filepath.Join(dir, name)
+		if samePinnedMap(p, m) {
+			continue // adopted: the pin is this map's
+		}
 		if err := m.Pin(p); err != nil {
 			return undo(fmt.Errorf("pin map %s: %w", name, err))
 		}
@@ -186,10 +293,42 @@ func Pin(pinDir string, maps map[string]*ebpf.Map, links map[string]link.Link) e
 	}
 	for name, l := range links {
 		p := filepath.Join(dir, name)
+		if samePinnedLink(p, l) {
+			continue
+		}
 		if err := l.Pin(p); err != nil {
 			return undo(fmt.Errorf("pin link %s: %w", name, err))
 		}
 		pinned = append(pinned, p)
 	}
 	return nil
+}
+
+// samePinnedMap and samePinnedLink report whether the pin at p is the
+// object itself: an adopted object is pinned there already.
+func samePinnedMap(p string, m *ebpf.Map) bool {
+	pinned, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return false
+	}
+	defer pinned.Close()
+	a, err1 := pinned.Info()
+	b, err2 := m.Info()
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	idA, okA := a.ID()
+	idB, okB := b.ID()
+	return okA && okB && idA == idB
+}
+
+func samePinnedLink(p string, l link.Link) bool {
+	pinned, err := link.LoadPinnedLink(p, nil)
+	if err != nil {
+		return false
+	}
+	defer pinned.Close()
+	a, err1 := pinned.Info()
+	b, err2 := l.Info()
+	return err1 == nil && err2 == nil && a.ID == b.ID
 }

@@ -51,6 +51,7 @@ type enforceCmd struct {
 	StateDir    string   `default:"/var/lib/pci-segment" help:"State directory."`
 	MetricsAddr string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
 	AllowRoot   bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
+	Replace     bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
 	Seccomp     string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
 	// Map capacities, fixed for the life of the loader; the defaults are
 	// bpf.DefaultSizes.
@@ -138,7 +139,7 @@ func main() {
 		err = loader.Enforce(loader.Config{
 			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
 			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
-			AllowRoot: e.AllowRoot, LogLevel: c.LogLevel, Seccomp: e.Seccomp,
+			AllowRoot: e.AllowRoot, Replace: e.Replace, LogLevel: c.LogLevel, Seccomp: e.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
 		}, log)
 		exit(log, err)

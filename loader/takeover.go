@@ -1,0 +1,185 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/pins"
+)
+
+// replaceWait bounds how long --replace waits for the running instance to
+// let go of the pin directory once told to stop.
+const replaceWait = 20 * time.Second
+
+// claim takes the pin directory's single-instance lock. Under --replace it
+// first stops the instance holding it (SIGTERM: the old loader stops its
+// worker and exits, its pinned links enforcing all along).
+func claim(cfg Config, log hclog.Logger) (*os.File, error) {
+	lock, err := pins.Lock(cfg.PinDir)
+	if !errors.Is(err, pins.ErrLocked) {
+		return lock, err
+	}
+	holder := pins.Holder(cfg.PinDir)
+	if !cfg.Replace || holder <= 0 {
+		return nil, fmt.Errorf("%w: stop it first, or start this one with --replace to take over without a gap", err)
+	}
+	log.Info("replacing the running instance", "pid", holder, "pin_dir", cfg.PinDir)
+	if err := syscall.Kill(holder, syscall.SIGTERM); err != nil {
+		return nil, fmt.Errorf("stop the running instance (pid %d): %w", holder, err)
+	}
+	for deadline := time.Now().Add(replaceWait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if lock, err = pins.Lock(cfg.PinDir); !errors.Is(err, pins.ErrLocked) {
+			return lock, err
+		}
+	}
+	return nil, fmt.Errorf("the running instance (pid %d) kept %s for %v after SIGTERM", holder, cfg.PinDir, replaceWait)
+}
+
+// loadObjects loads the datapath for this start, from what the pin
+// directory holds: over the pinned maps of this layout when a running or
+// earlier instance left them (so the policy in force, connection tracking
+// and the counters carry on), or afresh. Pins of an interrupted start (maps
+// but no link: nothing enforces from them) are removed first. Pins of
+// another layout are never reused: without --replace they stop the start.
+func loadObjects(cfg Config, log hclog.Logger) (*bpf.DatapathObjects, error) {
+	layouts, err := pins.Layouts(cfg.PinDir)
+	if err != nil {
+		return nil, err
+	}
+	for layout, entries := range layouts {
+		if layout != bpf.Layout && len(entries) > 0 && !cfg.Replace {
+			return nil, fmt.Errorf("%s holds pins of layout %s, and this binary uses layout %s: they are never reused as they are; "+
+				"start with --replace to swap this binary's programs onto those links in place, or run `pci-segment detach --pin-dir %s` first (which opens a gap)",
+				cfg.PinDir, layout, bpf.Layout, cfg.PinDir)
+		}
+	}
+	ours := layouts[bpf.Layout]
+	dir := pins.LayoutDir(cfg.PinDir)
+	if len(ours) > 0 && !slices.ContainsFunc(ours, isLinkPin) && len(ours) < len((&bpf.DatapathMaps{}).All()) {
+		log.Warn("removing the pins of an interrupted start: no link enforced from them", "pin_dir", dir, "pins", strings.Join(ours, ","))
+		for _, name := range ours {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, fmt.Errorf("remove pin of an interrupted start: %w", err)
+			}
+		}
+		ours = nil
+	}
+	if len(ours) == 0 {
+		return bpf.LoadWithSizes(cfg.Sizes)
+	}
+	maps, err := pins.LoadMaps(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, m := range maps {
+			m.Close()
+		}
+	}()
+	objs, err := bpf.LoadOver(cfg.Sizes, maps)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("adopting the pins in place: the policy in force and connection tracking carry on", "pin_dir", dir)
+	return objs, nil
+}
+
+func isLinkPin(name string) bool { return strings.HasPrefix(name, "link_") }
+
+// oldLayouts are the layout directories below pinDir that are not this
+// binary's (left only under --replace).
+func oldLayouts(pinDir string) ([]string, error) {
+	layouts, err := pins.Layouts(pinDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for layout := range layouts {
+		if layout != bpf.Layout {
+			out = append(out, filepath.Join(pinDir, layout))
+		}
+	}
+	return out, nil
+}
+
+// carryConntrack copies the connection-tracking entries of an old layout
+// into the new map, when their format is the same, with generation 0 so
+// that each is judged again by the policy in force on its next packet.
+// A format that changed carries nothing: established flows are then judged
+// packet by packet, so what the policy allows still passes.
+func carryConntrack(old string, to *ebpf.Map, log hclog.Logger) {
+	from, err := ebpf.LoadPinnedMap(filepath.Join(old, bpf.DatapathMapConntrack), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		log.Warn("connection tracking not carried over", "from", old, "error", err)
+		return
+	}
+	defer from.Close()
+	if from.KeySize() != to.KeySize() || from.ValueSize() != to.ValueSize() {
+		log.Warn("connection tracking not carried over: its format changed", "from", old)
+		return
+	}
+	var key []byte
+	var val bpf.DatapathCtValue
+	n := 0
+	for it := from.Iterate(); it.Next(&key, &val); {
+		val.Generation = 0
+		if to.Put(key, val) == nil {
+			n++
+		}
+	}
+	log.Info("connection tracking carried over", "from", old, "entries", n)
+}
+
+// linkPath is where a link of interface index and direction is pinned:
+// below this layout's directory, or under --replace an old layout's.
+func linkPath(pinDir string, old []string, index int, dir string) string {
+	name := pins.LinkName(index, dir)
+	for _, d := range append([]string{pins.LayoutDir(pinDir)}, old...) {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return filepath.Join(d, name)
+		}
+	}
+	return ""
+}
+
+// swap puts prog on the link pinned at p, in place: the link stays
+// attached at its position and no packet passes unjudged (BPF_LINK_UPDATE).
+func swap(p string, prog *ebpf.Program) (link.Link, error) {
+	l, err := link.LoadPinnedLink(p, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open pinned link %s: %w", p, err)
+	}
+	if err := l.Update(prog); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("swap the program of pinned link %s: %w", p, err)
+	}
+	return l, nil
+}
+
+// removeOld removes an old layout's pins once ours are in place. Links it
+// held that were swapped are pinned under this layout too and stay; any
+// other (an interface no longer enforced on) goes with its last pin.
+func removeOld(dir string, log hclog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read old pin directory: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove old pin: %w", err)
+		}
+	}
+	log.Info("replaced pins of another layout", "pin_dir", dir, "pins", len(entries))
+	return os.Remove(dir)
+}
