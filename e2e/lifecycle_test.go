@@ -372,3 +372,67 @@ func TestKillingBothProcessesOpensNoGap(t *testing.T) {
 	}
 	sameLinksNewPrograms(t, before, pinnedLinks(t, second))
 }
+
+// A loader killed at any moment of its start-up, here as soon as its first
+// pin appears, leaves nothing the next start trips over: it adopts or
+// cleans up, and never fails on a pin that exists.
+func TestLoaderKilledDuringStartUpLeavesAStartableState(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	first := newEnforcer(t, l, dir, enforceOpts{})
+	first.start(t)
+	layout := pins.LayoutDir(first.pinDir)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		if entries, _ := os.ReadDir(layout); len(entries) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pin appeared:\n%s", first.out.String())
+		}
+	}
+	first.cmd.Process.Kill()
+	first.wait(t)
+	left, _ := os.ReadDir(layout)
+	t.Logf("killed with %d pins in place", len(left))
+
+	second := startEnforcing(t, l, dir, enforceOpts{pinDir: first.pinDir})
+	if strings.Contains(second.out.String(), "file exists") {
+		t.Errorf("the next start tripped over a pin:\n%s", second.out.String())
+	}
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	if in, eg := tcxPrograms(t, l); in != 1 || eg != 1 {
+		t.Errorf("%d ingress and %d egress programs attached, want one each", in, eg)
+	}
+}
+
+// A worker killed in the middle of a reload leaves the policy in force
+// whole; its replacement applies what is on disk.
+func TestWorkerKilledDuringAReload(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22), ap(netip.IPv6Unspecified(), 8443))
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	e := startEnforcing(t, l, dir, enforceOpts{})
+	_, worker := e.pids(t)
+
+	p := startProber(t, l)
+	// v2 keeps 443 open to the peer and adds 8443, so the prober's
+	// expectations hold under both versions.
+	both := strings.Replace(labPolicy, "- {protocol: TCP, port: 443}\n  egress", "- {protocol: TCP, port: 443}\n        - {protocol: TCP, port: 8443}\n  egress", 1)
+	if err := os.WriteFile(filepath.Join(dir, "cde.yaml"), []byte(both), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(time.Millisecond)
+	syscall.Kill(worker, syscall.SIGKILL)
+	e.waitLog(t, "worker replaced", 1)
+	e.waitLog(t, "policy applied by worker", 2)
+	time.Sleep(300 * time.Millisecond)
+	p.end(t)
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 8443))
+}
