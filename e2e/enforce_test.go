@@ -517,7 +517,7 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 	want := map[string]int{
 		"anon_inode:bpf-map":     len(bpf.WorkerMaps),
 		"anon_inode:bpf-prog":    2,
-		"socket":                 1, // the channel to the worker
+		"socket":                 2, // the channel to the worker; netlink, for interface changes
 		"pipe":                   1, // the worker's output
 		"anon_inode:[pidfd]":     1, // the worker
 		"anon_inode:[eventpoll]": 1, // the runtime's poller

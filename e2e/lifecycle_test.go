@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -435,4 +436,65 @@ func TestWorkerKilledDuringAReload(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	p.end(t)
 	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 8443))
+}
+
+// An interface that appears later and matches --interface is enforced on
+// too, and one that goes away is forgotten: both logged and audited.
+func TestInterfacesThatComeAndGoAreFollowed(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	// The lab's host interface starts with "vh"; the namespace is the
+	// lab's own, so the glob matches only what this test makes.
+	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--interface", "vh*"}})
+	name := "vhnew" + randomHex(t, 2)
+	ip := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("ip", append([]string{"-n", l.HostNS}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	ip("link", "add", name, "type", "veth", "peer", "name", "x"+name)
+	ip("link", "set", name, "up")
+	e.waitLog(t, "enforcing on a new interface: interface="+name, 1)
+	var index int
+	err := l.Do(l.HostNS, func() error {
+		i, err := net.InterfaceByName(name)
+		if err != nil {
+			return err
+		}
+		index = i.Index
+		for _, typ := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			res, err := link.QueryPrograms(link.QueryOptions{Target: i.Index, Attach: typ})
+			if err != nil {
+				return err
+			}
+			if len(res.Programs) != 1 {
+				t.Errorf("%s %v: %d programs, want ours", name, typ, len(res.Programs))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := filepath.Join(pins.LayoutDir(e.pinDir), pins.LinkName(index, "ingress"))
+	if _, err := os.Stat(pin); err != nil {
+		t.Errorf("the new interface's link is not pinned: %v", err)
+	}
+
+	ip("link", "del", name)
+	e.waitLog(t, "interface gone, and its links with it: interface="+name, 1)
+	if _, err := os.Stat(pin); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the gone interface's pin is still there (%v)", err)
+	}
+	var changes []string
+	for _, r := range e.auditRecords(t, "link_changed") {
+		changes = append(changes, r.Resource)
+	}
+	if len(changes) != 2 || changes[0] != name || changes[1] != name {
+		t.Errorf("link_changed records for %v, want %s attached then gone", changes, name)
+	}
 }

@@ -30,7 +30,9 @@
 //     enforcement outlives both processes (fail closed); then closes the
 //     links and every map the worker does not get, keeping only what the
 //     next worker (its maps) and the next interface (the programs) need;
-//  6. supervises (supervise.go): checks every message from the worker
+//  6. follows interfaces as they come and go (links.go), when --interface
+//     is a glob or absent;
+//  7. supervises (supervise.go): checks every message from the worker
 //     against ipc's permit table and replaces a worker that exits, breaks
 //     the protocol or falls silent, with backoff.
 //
@@ -194,6 +196,11 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 		return fmt.Errorf("read the generation in force: %w", err)
 	}
 	sup.mon.Next = info.Generation + 1
+	follow := &follower{cfg: cfg, objs: objs, log: log, attached: map[int]string{}}
+	sup.onLinks = follow.follow
+	if sup.links, err = watchLinks(log); err != nil {
+		log.Error("interfaces that appear later are not followed", "error", err)
+	}
 	sup.onApplied = func() error {
 		old, err := oldLayouts(cfg.PinDir)
 		if err != nil {
@@ -232,6 +239,7 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 		names := make([]string, len(ifaces))
 		for i, f := range ifaces {
 			names[i] = f.Name
+			follow.attached[f.Index] = f.Name
 		}
 		log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", pins.LayoutDir(cfg.PinDir), "worker_pid", sup.w.pid)
 		return nil

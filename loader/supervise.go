@@ -50,6 +50,10 @@ type supervisor struct {
 	// onApplied runs once, on the first policy a worker applies: it
 	// attaches and pins. Its error ends the loader.
 	onApplied func() error
+	// links signals interface changes; onLinks then follows them, once
+	// attached, and returns what the worker should audit.
+	links   <-chan struct{}
+	onLinks func() []ipc.Event
 
 	attached bool
 	w        *worker
@@ -199,6 +203,10 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 			s.reload()
 		case <-s.w.done:
 			return errors.New(s.w.why())
+		case <-s.links:
+			if s.attached {
+				s.followLinks()
+			}
 		case <-timer.C:
 			return fmt.Errorf("worker silent for %v in state %d", patience[s.mon.State], s.mon.State)
 		case r := <-s.msgs:
@@ -259,6 +267,22 @@ func (s *supervisor) handle(m ipc.Message) error {
 		s.log.Warn("worker refused to reload; the policy in force stays", "reason", m.Why)
 	}
 	return nil
+}
+
+// followLinks attaches to new interfaces and forgets gone ones, and tells
+// a worker with a policy in force, for the audit log. (One still starting
+// expects its maps first; the loader's log has the change.)
+func (s *supervisor) followLinks() {
+	for _, ev := range s.onLinks() {
+		if s.mon.State != ipc.StateRunning {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+		if err := s.conn.Send(ctx, ev); err != nil {
+			s.log.Error("tell worker about an interface change", "error", err)
+		}
+		cancel()
+	}
 }
 
 // reload forwards SIGHUP to a worker that has a policy in force; one that
