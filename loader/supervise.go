@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
@@ -96,6 +100,7 @@ func (s *supervisor) serve(sigc <-chan os.Signal) (os.Signal, error) {
 		var f fatal
 		switch {
 		case errors.As(why, &sig):
+			s.notify("STOPPING=1")
 			return sig.Signal, nil
 		case errors.As(why, &f):
 			return nil, f.error
@@ -263,10 +268,34 @@ func (s *supervisor) handle(m ipc.Message) error {
 			}
 			s.attached = true
 		}
+		s.notify("READY=1", fmt.Sprintf("STATUS=enforcing policy generation %d", m.Generation))
 	case ipc.Refused:
 		s.log.Warn("worker refused to reload; the policy in force stays", "reason", m.Why)
+		s.notify("READY=1", "STATUS=reload refused, the policy in force stays: "+m.Why)
+	case ipc.Alive:
+		// The watchdog hears from the loader only what the worker
+		// confirms: a worker that hangs or keeps dying lets it fire.
+		s.notify("WATCHDOG=1")
 	}
 	return nil
+}
+
+// notify tells systemd, when it runs the loader as a Type=notify service
+// (NOTIFY_SOCKET; the worker never gets it): ready once a policy is in
+// force and attached, reloading while the worker reads the policies, and
+// the watchdog's pings.
+func (s *supervisor) notify(state ...string) {
+	if !s.attached {
+		return // nothing enforces yet: not ready, and not alive either
+	}
+	if state[0] == "WATCHDOG=1" {
+		if d, err := daemon.SdWatchdogEnabled(false); err != nil || d == 0 {
+			return
+		}
+	}
+	if _, err := daemon.SdNotify(false, strings.Join(state, "\n")); err != nil {
+		s.log.Warn("notify systemd", "state", state[0], "error", err)
+	}
 }
 
 // followLinks attaches to new interfaces and forgets gone ones, and tells
@@ -298,6 +327,9 @@ func (s *supervisor) reload() {
 		s.log.Error("forward reload to worker", "error", err)
 		return
 	}
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	s.notify("RELOADING=1", fmt.Sprintf("MONOTONIC_USEC=%d", ts.Nano()/1000), "STATUS=reloading the policies")
 	s.log.Info("reload requested; forwarded to the worker")
 }
 

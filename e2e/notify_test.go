@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pci-segment/pci-segment/lab"
+)
+
+// The loader speaks systemd's notify protocol as a Type=notify service
+// does: READY only once a policy is applied and attached, RELOADING and
+// READY around a reload, WATCHDOG pings while the worker says it is
+// alive, STOPPING at the end. systemd's side is a datagram socket here.
+func TestLoaderNotifiesSystemd(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	sock := filepath.Join(worldDir(t), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(want string, within time.Duration) string {
+		t.Helper()
+		deadline := time.After(within)
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatalf("notify socket closed before %q", want)
+				}
+				if strings.Contains(m, want) {
+					return m
+				}
+				if !strings.Contains(m, "WATCHDOG=1") {
+					t.Errorf("notification %q while waiting for %q", m, want)
+				}
+			case <-deadline:
+				t.Fatalf("no %q within %v", want, within)
+			}
+		}
+	}
+
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	e := newEnforcer(t, l, dir, enforceOpts{env: []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=30000000"}})
+	e.start(t)
+	ready := next("READY=1", 30*time.Second)
+	if !strings.Contains(e.out.String(), "enforcing:") {
+		t.Errorf("READY came before the loader was enforcing:\n%s", e.out.String())
+	}
+	if !strings.Contains(ready, "STATUS=enforcing policy generation 1") {
+		t.Errorf("first READY %q does not give the generation in force", ready)
+	}
+
+	e.cmd.Process.Signal(syscall.SIGHUP)
+	reloading := next("RELOADING=1", 10*time.Second)
+	if !strings.Contains(reloading, "MONOTONIC_USEC=") {
+		t.Errorf("RELOADING %q lacks MONOTONIC_USEC, which Type=notify-reload needs", reloading)
+	}
+	if m := next("READY=1", 10*time.Second); !strings.Contains(m, "generation 2") {
+		t.Errorf("READY after the reload %q, want generation 2", m)
+	}
+
+	// The worker says it is alive every 10 seconds.
+	next("WATCHDOG=1", 15*time.Second)
+
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	next("STOPPING=1", 10*time.Second)
+}
