@@ -35,6 +35,7 @@ const (
 	TypeWorkerRestarted = "worker_restarted"
 	TypeLinkChanged     = "link_changed"
 	TypePolicyRejected  = "policy_rejected"
+	TypeMonitorMode     = "monitor_mode"
 )
 
 // Record is one audit entry. Seq, Time and Host are filled by the Writer.

@@ -76,6 +76,10 @@ func CounterVerdict(dir int, deny bool) uint32 {
 	return uint32(dir * 2)
 }
 
+// CounterMonitor is the slot counting packets of a direction that the
+// policy denies and monitor mode lets pass.
+func CounterMonitor(dir int) uint32 { return uint32(5 + dir) }
+
 // CounterReason is the slot counting drops for a reason.
 func CounterReason(r uint8) uint32 { return counterReasonBase + uint32(r) }
 

@@ -73,7 +73,8 @@ type DatapathEvent struct {
 	Proto     uint8
 	Reason    uint8
 	Ethertype uint16
-	Pad       [2]uint8
+	Monitor   uint8
+	Pad       uint8
 	Saddr     [16]uint8
 	Daddr     [16]uint8
 	Sport     uint16
@@ -96,7 +97,8 @@ type DatapathHalfConfig struct {
 	_          structs.HostLayout
 	Generation uint64
 	Governed   [2]uint8
-	Pad        [6]uint8
+	Monitor    uint8
+	Pad        [5]uint8
 }
 
 type DatapathInfoValue struct {

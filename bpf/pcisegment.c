@@ -52,6 +52,7 @@ enum reason {
 // Counter slots; mirrored in bpf/datapath.go.
 #define CNT_VERDICT(dir, deny) ((dir) * 2 + (deny))
 #define CNT_EVENTS_LOST 4
+#define CNT_MONITOR(dir) (5 + (dir)) // would have been denied: monitor mode
 #define CNT_REASON(r) (8 + (r))
 #define CNT_SLOTS 16
 
@@ -114,12 +115,14 @@ struct selector_value {
 	__u32 pad;
 };
 
-// Per-half settings: the generation of the policy written there and which
-// directions it governs.
+// Per-half settings: the generation of the policy written there, which
+// directions it governs, and whether it only monitors: a packet it denies
+// is counted and reported as a would-be denial, and passes.
 struct half_config {
 	__u64 generation;
 	__u8 governed[2];
-	__u8 pad[6];
+	__u8 monitor;
+	__u8 pad[5];
 };
 
 // IPv4 addresses use the first 4 bytes; the rest stays zero.
@@ -170,7 +173,8 @@ struct event {
 	__u8 proto;
 	__u8 reason;
 	__u16 ethertype;
-	__u8 pad[2];
+	__u8 monitor; // denied by the policy, passed: monitor mode
+	__u8 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__be16 sport;
@@ -642,20 +646,24 @@ static __always_inline void count(__u32 slot, struct __sk_buff *skb)
 	}
 }
 
-static __always_inline int deny(struct __sk_buff *skb, __u8 dir, struct packet *p, __u8 reason)
+// deny drops the packet, or under monitor mode lets it pass, counted and
+// reported all the same. The check twin answers what enforcing would do.
+static __always_inline int deny(struct __sk_buff *skb, __u8 dir, struct packet *p, __u8 reason,
+				__u8 monitor)
 {
 	struct event *e;
+	int verdict = monitor ? TCX_NEXT : TCX_DROP;
 
 	if (check_mode)
 		return TCX_DROP;
-	count(CNT_VERDICT(dir, 1), skb);
+	count(monitor ? CNT_MONITOR(dir) : CNT_VERDICT(dir, 1), skb);
 	count(CNT_REASON(reason), skb);
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		// Never silent: userspace reports this counter as lost events.
 		count(CNT_EVENTS_LOST, skb);
-		return TCX_DROP;
+		return verdict;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->time_ns = bpf_ktime_get_boot_ns();
@@ -666,12 +674,13 @@ static __always_inline int deny(struct __sk_buff *skb, __u8 dir, struct packet *
 	e->proto = p->proto;
 	e->reason = reason;
 	e->ethertype = p->ethertype;
+	e->monitor = monitor;
 	__builtin_memcpy(e->saddr, p->saddr, 16);
 	__builtin_memcpy(e->daddr, p->daddr, 16);
 	e->sport = p->sport;
 	e->dport = p->dport;
 	bpf_ringbuf_submit(e, 0);
-	return TCX_DROP;
+	return verdict;
 }
 
 // rules_allow reports whether a rule of the given half allows a new flow in
@@ -936,9 +945,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	case PARSED_ARP:
 		return pass(skb, dir, &p, hc, 0, now);
 	case PARSED_OTHER:
-		return governed ? deny(skb, dir, &p, REASON_ETHERTYPE) : pass(skb, dir, &p, hc, 0, now);
+		return governed ? deny(skb, dir, &p, REASON_ETHERTYPE, hc->monitor) : pass(skb, dir, &p, hc, 0, now);
 	case PARSED_MALFORMED:
-		return governed ? deny(skb, dir, &p, REASON_MALFORMED) : pass(skb, dir, &p, hc, 0, now);
+		return governed ? deny(skb, dir, &p, REASON_MALFORMED, hc->monitor) : pass(skb, dir, &p, hc, 0, now);
 	case PARSED_IP:
 		break;
 	}
@@ -946,14 +955,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (is_neighbour_discovery(&p))
 		return pass(skb, dir, &p, hc, 0, now);
 	if (p.bad_ext)
-		return governed ? deny(skb, dir, &p, REASON_UNSUPPORTED) : pass(skb, dir, &p, hc, 0, now);
+		return governed ? deny(skb, dir, &p, REASON_UNSUPPORTED, hc->monitor) : pass(skb, dir, &p, hc, 0, now);
 
 	// A later fragment has no ports: it follows its first fragment. The
 	// twin keeps no state, so it judges every later fragment unseen.
 	if (p.frag == FRAG_LATER) {
 		if (!governed || (!check_mode && frag_allowed(&p, dir, now)))
 			return pass(skb, dir, &p, hc, 0, now);
-		return deny(skb, dir, &p, REASON_FRAGMENT);
+		return deny(skb, dir, &p, REASON_FRAGMENT, hc->monitor);
 	}
 
 	if (!check_mode) {
@@ -964,7 +973,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			case CT_ALLOW:
 				return pass(skb, dir, &p, hc, 0, now);
 			case CT_REVOKED:
-				return deny(skb, dir, &p, REASON_REVOKED);
+				return deny(skb, dir, &p, REASON_REVOKED, hc->monitor);
 			case CT_MISS:
 				break;
 			}
@@ -975,7 +984,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		const __u8 *peer = dir == DIR_INGRESS ? p.saddr : p.daddr;
 
 		if (!rules_allow(half, dir, p.family, peer, p.proto, is_tracked(p.proto) ? p.dport : 0))
-			return deny(skb, dir, &p, REASON_NO_RULE);
+			return deny(skb, dir, &p, REASON_NO_RULE, hc->monitor);
 	}
 	// Allowed, by a rule or because no policy governs this direction:
 	// replies of this flow may pass the other way.

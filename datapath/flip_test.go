@@ -1,6 +1,8 @@
 package datapath
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
 	"reflect"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/pins"
@@ -221,4 +224,68 @@ func TestApplyFailingHalfWayLeavesTheLiveHalfAlone(t *testing.T) {
 		{"v2 denies 10.5.1.1:443", true, egressTCP("10.5.1.1", 30001, 443), false},
 		{"v2 allows 192.0.2.1:80", true, egressTCP("192.0.2.1", 30001, 80), true},
 	})
+}
+
+// In monitor mode the program passes what the policy denies, counts it as
+// a would-be denial (not as a drop), reports it with the monitor flag, and
+// creates no state for it: the next set written in enforce mode drops the
+// same flow at once.
+func TestMonitorModePassesCountsAndReports(t *testing.T) {
+	objs := datapath(t, flipV1, "")
+	set1, c1 := compileYAML(t, flipV1, "")
+	pm := writerOf(objs)
+	pm.Monitor = true
+	if err := pm.Apply(c1, 2, set1.Hash); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+
+	denied := egressTCP("192.0.2.1", 31000, 22)
+	if got := run(t, objs.PciEgress, denied); got != verdictNext {
+		t.Fatalf("monitor mode returned %#x for a denied packet, want TCX_NEXT", got)
+	}
+	if got := run(t, objs.PciEgress, egressTCP("10.1.1.1", 31000, 443)); got != verdictNext {
+		t.Fatalf("an allowed packet: %#x", got)
+	}
+	sum := func(slot uint32) uint64 {
+		var per []bpf.DatapathCounter
+		if err := objs.Counters.Lookup(slot, &per); err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range per {
+			n += c.Packets
+		}
+		return n
+	}
+	if got := sum(bpf.CounterMonitor(bpf.DirEgress)); got != 1 {
+		t.Errorf("would-deny counter %d, want 1", got)
+	}
+	if got := sum(bpf.CounterVerdict(bpf.DirEgress, true)); got != 0 {
+		t.Errorf("deny counter %d, want 0: nothing was dropped", got)
+	}
+	rd.SetDeadline(time.Now().Add(time.Second))
+	rec, err := rd.Read()
+	if err != nil {
+		t.Fatalf("no event for the would-be denial: %v", err)
+	}
+	var ev bpf.DatapathEvent
+	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Monitor != 1 || ev.Reason != 1 {
+		t.Errorf("event %+v, want the monitor flag and reason no_rule", ev)
+	}
+
+	pm.Monitor = false
+	if err := pm.Apply(c1, 3, set1.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, objs.PciEgress, denied); got != verdictDrop {
+		t.Errorf("enforce mode after monitor: %#x for the same flow, want TCX_DROP", got)
+	}
 }

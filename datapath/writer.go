@@ -21,6 +21,9 @@ import (
 type PolicyMaps struct {
 	Addr4, Addr6, Ports, Selector, Halves, Info *ebpf.Map
 	Barrier, BarrierInner                       *ebpf.Map
+	// Monitor writes each set in monitor mode: what it denies is counted
+	// and reported as would-be denials, and passes.
+	Monitor bool
 }
 
 // Writer returns the PolicyMaps among maps, by datapath map name (as the
@@ -160,6 +163,9 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 	}
 
 	hc := bpf.DatapathHalfConfig{Generation: gen}
+	if pm.Monitor {
+		hc.Monitor = 1
+	}
 	for d, g := range c.Governed {
 		if g {
 			hc.Governed[d] = 1

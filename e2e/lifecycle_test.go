@@ -498,3 +498,65 @@ func TestInterfacesThatComeAndGoAreFollowed(t *testing.T) {
 		t.Errorf("link_changed records for %v, want %s attached then gone", changes, name)
 	}
 }
+
+// Monitor mode for rollout: what the policy denies passes, counted and
+// audited as would-be denials, and status and metrics say plainly that the
+// host is not segmented. Restarting in enforce mode (adopting the pins)
+// drops it.
+func TestMonitorModeThenEnforce(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--mode", "monitor"}})
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+
+	scrape := e.scrape(t)
+	if got := metricValue(t, scrape, `pci_segment_packets_total{direction="ingress",verdict="would_deny"}`); got < 1 {
+		t.Errorf("would-deny ingress packets %v, want the SSH attempt counted", got)
+	}
+	if got := metricValue(t, scrape, `pci_segment_packets_total{direction="ingress",verdict="deny"}`); got != 0 {
+		t.Errorf("denied ingress packets %v in monitor mode, want 0", got)
+	}
+	if got := metricValue(t, scrape, "pci_segment_monitor_mode"); got != 1 {
+		t.Errorf("pci_segment_monitor_mode %v, want 1", got)
+	}
+	var would int
+	for deadline := time.Now().Add(5 * time.Second); would == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, r := range e.auditRecords(t, "packet_denied") {
+			if strings.Contains(r.Outcome, "monitor mode") && r.Details["dport"] == float64(22) {
+				would++
+			}
+		}
+	}
+	if would == 0 {
+		t.Error("no packet_denied record marks the passed SSH attempt as a monitor-mode would-be denial")
+	}
+	s := statusOf(t, e, 0, 0)
+	if s.Policy == nil || s.Policy.Mode != "monitor" {
+		t.Errorf("status policy %+v, want mode monitor", s.Policy)
+	}
+	if !slicesContainsSub(s.Findings, "MONITOR MODE") {
+		t.Errorf("status findings %v do not say the host is not segmented", s.Findings)
+	}
+
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	e.wait(t)
+	enforcing := startEnforcing(t, l, dir, enforceOpts{pinDir: e.pinDir})
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+	if s := statusOf(t, enforcing, 0, 0); s.Policy == nil || s.Policy.Mode != "enforce" {
+		t.Errorf("status policy %+v after restarting in enforce mode", s.Policy)
+	}
+}
+
+func slicesContainsSub(list []string, sub string) bool {
+	for _, s := range list {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -177,6 +177,7 @@ type statusPolicy struct {
 	Generation uint64 `json:"generation"`
 	SetSHA256  string `json:"set_sha256"`
 	Layout     uint32 `json:"layout"`
+	Mode       string `json:"mode"`
 }
 
 // runStatus runs `pci-segment status` for e's instance, as uid (with its

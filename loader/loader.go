@@ -79,7 +79,9 @@ type Config struct {
 	AllowRoot   bool
 	// Replace takes over from a running instance or from pins of another
 	// layout, swapping programs in place on the existing links.
-	Replace  bool
+	Replace bool
+	// Monitor passes what the policy denies, counted and audited.
+	Monitor  bool
 	LogLevel string
 	Seccomp  string // the worker's filter: allowlist or denylist
 	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
@@ -326,6 +328,9 @@ func workerArgs(cfg Config, acct account) []string {
 		"--max-flows", strconv.Itoa(cfg.Sizes.Flows)}
 	if cfg.AllowRoot {
 		args = append(args, "--allow-root")
+	}
+	if cfg.Monitor {
+		args = append(args, "--mode", "monitor")
 	}
 	if cfg.Seccomp != "" {
 		args = append(args, "--seccomp", cfg.Seccomp)

@@ -22,6 +22,7 @@ import (
 type Metrics struct {
 	Registry          *prometheus.Registry
 	PolicyGeneration  prometheus.Gauge
+	MonitorMode       prometheus.Gauge
 	LastApplied       prometheus.Gauge
 	Reloads           *prometheus.CounterVec // by result: applied, rejected
 	AuditRecords      prometheus.Counter
@@ -37,6 +38,10 @@ func New(counters *ebpf.Map) *Metrics {
 		PolicyGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pci_segment_policy_generation",
 			Help: "Generation of the policy set in force.",
+		}),
+		MonitorMode: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pci_segment_monitor_mode",
+			Help: "1 when the datapath only monitors: packets the policy denies are counted and audited, and pass. The host is then not segmented.",
 		}),
 		LastApplied: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pci_segment_policy_last_applied_timestamp_seconds",
@@ -62,7 +67,7 @@ func New(counters *ebpf.Map) *Metrics {
 	for _, r := range []string{"applied", "rejected"} {
 		m.Reloads.WithLabelValues(r) // present at 0 from the start, for rate() and alerts
 	}
-	reg.MustRegister(m.PolicyGeneration, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
+	reg.MustRegister(m.PolicyGeneration, m.MonitorMode, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
 		&datapath{counters: counters, readErr: m.DatapathReadError},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -70,7 +75,7 @@ func New(counters *ebpf.Map) *Metrics {
 
 var (
 	packetsDesc = prometheus.NewDesc("pci_segment_packets_total",
-		"Packets judged by the datapath, by direction and verdict.", []string{"direction", "verdict"}, nil)
+		"Packets judged by the datapath, by direction and verdict: allow, deny, or would_deny (denied by the policy and passed: monitor mode).", []string{"direction", "verdict"}, nil)
 	bytesDesc = prometheus.NewDesc("pci_segment_bytes_total",
 		"Bytes judged by the datapath, by direction and verdict.", []string{"direction", "verdict"}, nil)
 	dropsDesc = prometheus.NewDesc("pci_segment_dropped_packets_total",
@@ -108,12 +113,9 @@ func (d *datapath) read(slot uint32) (bpf.DatapathCounter, error) {
 func (d *datapath) Collect(ch chan<- prometheus.Metric) {
 	var errs []error
 	for dir, dname := range []string{"ingress", "egress"} {
-		for _, deny := range []bool{false, true} {
-			verdict := "allow"
-			if deny {
-				verdict = "deny"
-			}
-			c, err := d.read(bpf.CounterVerdict(dir, deny))
+		for verdict, slot := range map[string]uint32{"allow": bpf.CounterVerdict(dir, false),
+			"deny": bpf.CounterVerdict(dir, true), "would_deny": bpf.CounterMonitor(dir)} {
+			c, err := d.read(slot)
 			if err != nil {
 				errs = append(errs, err)
 				continue

@@ -52,14 +52,19 @@ func TestPacketCountersSumOverCPUs(t *testing.T) {
 	if err := c.Put(bpf.CounterVerdict(bpf.DirEgress, true), per); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Put(bpf.CounterMonitor(bpf.DirIngress), per); err != nil {
+		t.Fatal(err)
+	}
 	m := New(c)
 	want := strings.NewReader(strings.ReplaceAll(`
-# HELP pci_segment_packets_total Packets judged by the datapath, by direction and verdict.
+# HELP pci_segment_packets_total Packets judged by the datapath, by direction and verdict: allow, deny, or would_deny (denied by the policy and passed: monitor mode).
 # TYPE pci_segment_packets_total counter
 pci_segment_packets_total{direction="egress",verdict="allow"} 0
 pci_segment_packets_total{direction="egress",verdict="deny"} N
+pci_segment_packets_total{direction="egress",verdict="would_deny"} 0
 pci_segment_packets_total{direction="ingress",verdict="allow"} 0
 pci_segment_packets_total{direction="ingress",verdict="deny"} 0
+pci_segment_packets_total{direction="ingress",verdict="would_deny"} N
 `, "N", strconv.Itoa(2*n)))
 	if err := testutil.GatherAndCompare(m.Registry, want, "pci_segment_packets_total"); err != nil {
 		t.Error(err)

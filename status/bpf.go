@@ -513,7 +513,43 @@ func (g *gatherer) policy(dir string, pins []Pin) *Policy {
 	if v.Generation == 0 {
 		g.finding("the info map holds generation 0: no policy was ever applied to these maps")
 	}
-	return &Policy{Generation: v.Generation, SetSHA256: hex.EncodeToString(v.SetHash[:]), Layout: v.Layout}
+	p := &Policy{Generation: v.Generation, SetSHA256: hex.EncodeToString(v.SetHash[:]), Layout: v.Layout}
+	p.Mode = g.mode(dir, pins)
+	if p.Mode == "monitor" {
+		g.finding("MONITOR MODE: the host is not segmented; packets the policy denies pass, counted and audited as would-be denials")
+	}
+	return p
+}
+
+// mode reads the half in force: does it enforce or only monitor?
+func (g *gatherer) mode(dir string, pins []Pin) string {
+	if !hasPin(pins, bpf.DatapathMapSelector) || !hasPin(pins, bpf.DatapathMapHalves) {
+		return ""
+	}
+	sel, err1 := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.DatapathMapSelector), &ebpf.LoadPinOptions{ReadOnly: true})
+	halves, err2 := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.DatapathMapHalves), &ebpf.LoadPinOptions{ReadOnly: true})
+	var s bpf.DatapathSelectorValue
+	var hc bpf.DatapathHalfConfig
+	err := errors.Join(err1, err2)
+	if err == nil {
+		err = sel.Lookup(uint32(0), &s)
+	}
+	if err == nil {
+		err = halves.Lookup(s.Active&1, &hc)
+	}
+	for _, m := range []*ebpf.Map{sel, halves} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	if err != nil {
+		g.unavailable("enforcement mode (selector and halves)", err)
+		return ""
+	}
+	if hc.Monitor != 0 {
+		return "monitor"
+	}
+	return "enforce"
 }
 
 // counters reads the pinned per-CPU counters.
@@ -546,7 +582,10 @@ func (g *gatherer) counters(dir string, pins []Pin) *Counters {
 		errs = append(errs, err)
 		deny, err := read(bpf.CounterVerdict(dir, true))
 		errs = append(errs, err)
-		*v = Verdicts{AllowPackets: allow.Packets, AllowBytes: allow.Bytes, DenyPackets: deny.Packets, DenyBytes: deny.Bytes}
+		would, err := read(bpf.CounterMonitor(dir))
+		errs = append(errs, err)
+		*v = Verdicts{AllowPackets: allow.Packets, AllowBytes: allow.Bytes, DenyPackets: deny.Packets, DenyBytes: deny.Bytes,
+			WouldDenyPackets: would.Packets, WouldDenyBytes: would.Bytes}
 	}
 	for _, r := range bpf.Reasons {
 		d, err := read(bpf.CounterReason(r))

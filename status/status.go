@@ -90,6 +90,9 @@ type Policy struct {
 	// log print it.
 	SetSHA256 string `json:"set_sha256"`
 	Layout    uint32 `json:"layout"`
+	// Mode is "enforce", or "monitor" when what the policy denies passes
+	// (counted and audited): the host is then not segmented.
+	Mode string `json:"mode,omitempty"`
 }
 
 // Counters are the datapath's counters, summed over CPUs.
@@ -106,6 +109,9 @@ type Verdicts struct {
 	AllowBytes   uint64 `json:"allow_bytes"`
 	DenyPackets  uint64 `json:"deny_packets"`
 	DenyBytes    uint64 `json:"deny_bytes"`
+	// WouldDeny are packets the policy denied that monitor mode passed.
+	WouldDenyPackets uint64 `json:"would_deny_packets"`
+	WouldDenyBytes   uint64 `json:"would_deny_bytes"`
 }
 
 // Gather reads the instance o names. It never fails: what it cannot read

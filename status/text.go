@@ -84,6 +84,12 @@ func (s *Status) WriteText(w io.Writer) error {
 		p("  generation\t%d", s.Policy.Generation)
 		p("  set sha256\t%s", s.Policy.SetSHA256)
 		p("  layout\t%d", s.Policy.Layout)
+		switch s.Policy.Mode {
+		case "monitor":
+			p("  mode\tMONITOR: not segmented, denied packets pass (counted and audited)")
+		case "enforce":
+			p("  mode\tenforce")
+		}
 	}
 
 	p("")
@@ -135,8 +141,8 @@ func (s *Status) WriteText(w io.Writer) error {
 			name string
 			v    Verdicts
 		}{{"ingress", c.Ingress}, {"egress", c.Egress}} {
-			p("  %s\tallow %d packets (%d bytes)\tdeny %d packets (%d bytes)",
-				d.name, d.v.AllowPackets, d.v.AllowBytes, d.v.DenyPackets, d.v.DenyBytes)
+			p("  %s\tallow %d packets (%d bytes)\tdeny %d packets (%d bytes)\twould deny, passed %d packets (%d bytes)",
+				d.name, d.v.AllowPackets, d.v.AllowBytes, d.v.DenyPackets, d.v.DenyBytes, d.v.WouldDenyPackets, d.v.WouldDenyBytes)
 		}
 		var drops []string
 		for _, r := range sortedKeys(c.Drops) {

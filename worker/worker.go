@@ -66,6 +66,8 @@ type Config struct {
 	// Seccomp names the filter: sandbox.ModeAllowlist (the default) or
 	// sandbox.ModeDenylist, the hardening guide's.
 	Seccomp string
+	// Monitor runs the datapath in monitor mode (--mode monitor).
+	Monitor bool
 	// Sizes are the map capacities the loader chose (zero fields: the
 	// defaults); every received map must have exactly its capacity.
 	Sizes bpf.Sizes
@@ -182,6 +184,13 @@ func Run(cfg Config, log hclog.Logger) error {
 			Details: map[string]any{"production": "not allowed (PCI-DSS Req 2.2.4)"}})
 	}
 	a := &applier{cfg: cfg, labels: labels, pm: datapath.Writer(maps), rec: rec, met: met, log: log, conn: conn}
+	a.pm.Monitor = cfg.Monitor
+	if cfg.Monitor {
+		met.MonitorMode.Set(1)
+		log.Warn("monitor mode: the host is NOT segmented; what the policy denies passes, counted and audited as would-be denials")
+		rec.write(audit.Record{Type: audit.TypeMonitorMode, Outcome: "warning", Who: who(), Resource: "--mode monitor",
+			Details: map[string]any{"effect": "packets the policy denies pass", "production": "not segmented"}})
+	}
 	set, compiled, err := a.load()
 	if err != nil {
 		rec.write(audit.Record{Type: audit.TypePolicyRejected, Outcome: "failure", Who: who(), Resource: "policy set",
@@ -508,6 +517,9 @@ func (r *recorder) denied(e *bpf.DatapathEvent) audit.Record {
 		"length":    e.Len,
 	}
 	rec := audit.Record{Type: audit.TypePacketDenied, Outcome: "deny", Origin: r.interfaceName(e.Ifindex), Details: d}
+	if e.Monitor != 0 {
+		rec.Outcome = "would deny: passed (monitor mode)"
+	}
 	if src.IsValid() {
 		sport, dport := ntohs(e.Sport), ntohs(e.Dport)
 		d["protocol"] = protoName(e.Proto)

@@ -51,6 +51,7 @@ type enforceCmd struct {
 	StateDir    string   `default:"/var/lib/pci-segment" help:"State directory."`
 	MetricsAddr string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
 	AllowRoot   bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
+	Mode        string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
 	Replace     bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
 	Seccomp     string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
 	// Map capacities, fixed for the life of the loader; the defaults are
@@ -72,6 +73,7 @@ type workerCmd struct {
 	StateDir       string
 	MetricsAddr    string
 	AllowRoot      bool
+	Mode           string `default:"enforce" enum:"enforce,monitor"`
 	Seccomp        string `default:"allowlist" enum:"allowlist,denylist"`
 	MaxPrefixes    int
 	MaxPortEntries int
@@ -139,7 +141,7 @@ func main() {
 		err = loader.Enforce(loader.Config{
 			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
 			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
-			AllowRoot: e.AllowRoot, Replace: e.Replace, LogLevel: c.LogLevel, Seccomp: e.Seccomp,
+			AllowRoot: e.AllowRoot, Replace: e.Replace, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
 		}, log)
 		exit(log, err)
@@ -157,7 +159,7 @@ func main() {
 		}
 		exit(log, worker.Run(worker.Config{Identity: id,
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
-			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp,
+			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor",
 			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
 		}, log))
 	default:
