@@ -18,11 +18,10 @@
 //	Event     L     kind, ifindex, count, text   -                 -           what the loader saw (restarts, links), for the audit log
 //	Listener  L     one listening socket fd      -                 -           systemd's socket activation, handed through
 //
-// Not sent yet: Listener (until the worker can serve on a socket systemd
-// passed, the loader closes such sockets at its re-exec), and Alive is not
-// yet passed on to systemd's watchdog (sd_notify waits for a Type=notify
-// unit). The codec and the table hold Listener already, so that sending it
-// changes no message and no version.
+// Not sent yet: Listener. Until the worker can serve on a socket systemd
+// passed, the loader closes such sockets at its re-exec; the codec and the
+// table hold it already, so that sending it changes no message and no
+// version.
 //
 // What the worker may send when is the loader's permit table, checked by a
 // Monitor: Hello once; after the maps, an Applied carrying exactly the
