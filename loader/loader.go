@@ -1,10 +1,14 @@
 // Package loader is the privileged half of pci-segment, the only code that
 // runs as root. It is kept small enough to read in one sitting: this package
-// and ipc/, about 1,100 lines of code (1,500 with comments). The primitives
+// and ipc/, about 1,350 lines of code (1,750 with comments). The primitives
 // it calls live with what they are about: privilege (capabilities, the
 // service account), pins (the bpffs layout), netif, sandbox (the seccomp
 // tables) and bpf (the objects). It imports nothing that parses YAML,
 // serves HTTP or writes the audit log, and a test holds it to that.
+// Known gap: it aims at 1,000 lines; taking over pins (takeover.go) and
+// following interfaces (links.go) took it past that. Both could shrink by
+// moving their decisions (which pins to adopt, which interfaces match) into
+// pure functions of package pins and netif, leaving here only the calls.
 //
 // What it does, in order (Enforce):
 //  1. refuses to start without root and the capabilities it uses, on a
@@ -200,16 +204,16 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 	sup.mon.Next = info.Generation + 1
 	follow := &follower{cfg: cfg, objs: objs, log: log, attached: map[int]string{}}
 	sup.onLinks = follow.follow
-	if sup.links, err = watchLinks(log); err != nil {
+	if sup.links, err = netif.Watch(log); err != nil {
 		log.Error("interfaces that appear later are not followed", "error", err)
 	}
 	sup.onApplied = func() error {
-		old, err := oldLayouts(cfg.PinDir)
+		old, err := pins.OtherLayouts(cfg.PinDir)
 		if err != nil {
 			return err
 		}
 		for _, d := range old {
-			carryConntrack(d, objs.Conntrack, log)
+			pins.CarryConntrack(d, objs.Conntrack, log)
 		}
 		links, err := attach(objs, ifaces, cfg.PinDir, old)
 		if err != nil {
@@ -223,7 +227,7 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 			return err
 		}
 		for _, d := range old {
-			if err := removeOld(d, log); err != nil {
+			if err := pins.RemoveLayout(d, log); err != nil {
 				return err
 			}
 		}
@@ -379,8 +383,8 @@ func attach(objs *bpf.DatapathObjects, ifaces []netif.Interface, pinDir string, 
 		} {
 			var l link.Link
 			var err error
-			if p := linkPath(pinDir, old, f.Index, a.dir); p != "" {
-				l, err = swap(p, a.prog)
+			if p := pins.FindLink(pinDir, old, f.Index, a.dir); p != "" {
+				l, err = pins.Swap(p, a.prog)
 			} else if l, err = link.AttachRawLink(link.RawLinkOptions{Target: f.Index, Program: a.prog, Attach: a.typ, Flags: unix.BPF_F_BEFORE}); err != nil {
 				err = fmt.Errorf("attach %s program to %s (ifindex %d): %w", a.dir, f.Name, f.Index, err)
 			}

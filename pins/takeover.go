@@ -1,0 +1,100 @@
+package pins
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pci-segment/pci-segment/bpf"
+)
+
+// OtherLayouts are the layout directories below pinDir that are not this
+// binary's (left only under --replace).
+func OtherLayouts(pinDir string) ([]string, error) {
+	layouts, err := Layouts(pinDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for layout := range layouts {
+		if layout != bpf.Layout {
+			out = append(out, filepath.Join(pinDir, layout))
+		}
+	}
+	return out, nil
+}
+
+// CarryConntrack copies the connection-tracking entries of an old layout
+// into the new map, when their format is the same, with generation 0 so
+// that each is judged again by the policy in force on its next packet.
+// A format that changed carries nothing: established flows are then judged
+// packet by packet, so what the policy allows still passes.
+func CarryConntrack(old string, to *ebpf.Map, log hclog.Logger) {
+	from, err := ebpf.LoadPinnedMap(filepath.Join(old, bpf.DatapathMapConntrack), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		log.Warn("connection tracking not carried over", "from", old, "error", err)
+		return
+	}
+	defer from.Close()
+	if from.KeySize() != to.KeySize() || from.ValueSize() != to.ValueSize() {
+		log.Warn("connection tracking not carried over: its format changed", "from", old)
+		return
+	}
+	var key []byte
+	var val bpf.DatapathCtValue
+	n := 0
+	for it := from.Iterate(); it.Next(&key, &val); {
+		val.Generation = 0
+		if to.Put(key, val) == nil {
+			n++
+		}
+	}
+	log.Info("connection tracking carried over", "from", old, "entries", n)
+}
+
+// FindLink is where a link of interface index and direction is pinned:
+// below this layout's directory, or under --replace an old layout's.
+func FindLink(pinDir string, old []string, index int, dir string) string {
+	name := LinkName(index, dir)
+	for _, d := range append([]string{LayoutDir(pinDir)}, old...) {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			return filepath.Join(d, name)
+		}
+	}
+	return ""
+}
+
+// Swap puts prog on the link pinned at p, in place: the link stays
+// attached at its position and no packet passes unjudged (BPF_LINK_UPDATE).
+func Swap(p string, prog *ebpf.Program) (link.Link, error) {
+	l, err := link.LoadPinnedLink(p, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open pinned link %s: %w", p, err)
+	}
+	if err := l.Update(prog); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("Swap the program of pinned link %s: %w", p, err)
+	}
+	return l, nil
+}
+
+// RemoveLayout removes an old layout's pins once ours are in place. Links it
+// held that were swapped are pinned under this layout too and stay; any
+// other (an interface no longer enforced on) goes with its last pin.
+func RemoveLayout(dir string, log hclog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read old pin directory: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove old pin: %w", err)
+		}
+	}
+	log.Info("replaced pins of another layout", "pin_dir", dir, "pins", len(entries))
+	return os.Remove(dir)
+}
