@@ -119,14 +119,14 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		if err := checkReduced(); err != nil {
 			return err
 		}
+		// Nothing pinned (a start that failed): leave no empty directory.
+		defer pins.RemoveIfEmpty(cfg.PinDir)
 		objs, readOnly, lock, err := adopt(spec, cfg.Sizes)
 		if err != nil {
 			return err
 		}
 		defer objs.Close()
 		defer lock.Close()
-		// Nothing pinned (a start that failed): leave no empty directory.
-		defer pins.RemoveIfEmpty(cfg.PinDir)
 		return run(cfg, log, objs, readOnly)
 	}
 	if err := checkPrivileges(); err != nil {

@@ -70,6 +70,9 @@ func reduce(objs *bpf.DatapathObjects, bpffs string, lock *os.File) error {
 		if err := add(name+readOnlySuffix, ro.FD()); err != nil {
 			return err
 		}
+		// Held to the exec: a map nothing refers to is closed by its
+		// finalizer, and the number passed on would name another file.
+		defer runtime.KeepAlive(ro)
 	}
 	for name, p := range map[string]*ebpf.Program{bpf.DatapathProgPciIngress: objs.PciIngress, bpf.DatapathProgPciEgress: objs.PciEgress} {
 		if err := add(name, p.FD()); err != nil {
