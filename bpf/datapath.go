@@ -19,7 +19,10 @@ import (
 // Layout names the version of the map and pin layout. Pins live in a
 // directory of this name, so a binary never silently reuses pins of another
 // layout.
-const Layout = "v2"
+//
+// A variable, not a constant, only so that the upgrade test can build a
+// binary of another layout (go build -ldflags -X ...bpf.Layout=v3).
+var Layout = "v2"
 
 // LayoutVersion is Layout as stored in the info map.
 const LayoutVersion = 2

@@ -32,6 +32,10 @@ import (
 // traverse: the worker re-executes it as the service account.
 var binary string
 
+// nextLayout is the same program built with another pin layout (v3): what
+// an upgrade to a build whose maps changed looks like.
+var nextLayout string
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -49,11 +53,18 @@ func run(m *testing.M) int {
 			return 1
 		}
 		binary = filepath.Join(dir, "pci-segment")
-		build := exec.Command("go", "build", "-o", binary, "../cmd/pci-segment")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build pci-segment:", err)
-			return 1
+		nextLayout = filepath.Join(dir, "pci-segment-next-layout")
+		for _, b := range []struct{ out, ldflags string }{
+			{binary, ""},
+			// The next build: another pin layout, for the upgrade test.
+			{nextLayout, "-X github.com/pci-segment/pci-segment/bpf.Layout=v3"},
+		} {
+			build := exec.Command("go", "build", "-ldflags", b.ldflags, "-o", b.out, "../cmd/pci-segment")
+			build.Stdout, build.Stderr = os.Stderr, os.Stderr
+			if err := build.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "build pci-segment:", err)
+				return 1
+			}
 		}
 	}
 	return m.Run()
@@ -101,6 +112,8 @@ type enforceOpts struct {
 	// pinDir, when set, is the pin directory to use (another enforcer's,
 	// to take over from it).
 	pinDir string
+	// binary, when set, is the pci-segment to run (nextLayout).
+	binary string
 }
 
 func randomHex(t testing.TB, n int) string {
@@ -159,7 +172,11 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 	if labels == "" {
 		labels = "pci-env=cde,role=web"
 	}
-	e.cmd = l.Command(l.HostNS, binary, "enforce", "-f", policies,
+	bin := binary
+	if o.binary != "" {
+		bin = o.binary
+	}
+	e.cmd = l.Command(l.HostNS, bin, "enforce", "-f", policies,
 		"--interface", l.HostIf, "--labels", labels,
 		"--pin-dir", e.pinDir, "--audit-dir", e.auditDir, "--state-dir", e.stateDir,
 		"--metrics-addr", "127.0.0.1:9720")

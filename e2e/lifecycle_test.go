@@ -81,8 +81,13 @@ func (p *prober) end(t *testing.T) {
 // e, by pin name.
 func pinnedLinks(t *testing.T, e *enforcer) map[string][2]uint32 {
 	t.Helper()
+	return pinnedLinksIn(t, pins.LayoutDir(e.pinDir))
+}
+
+// pinnedLinksIn is pinnedLinks for the layout directory dir.
+func pinnedLinksIn(t *testing.T, dir string) map[string][2]uint32 {
+	t.Helper()
 	out := map[string][2]uint32{}
-	dir := pins.LayoutDir(e.pinDir)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -559,4 +564,56 @@ func slicesContainsSub(list []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// An upgrade to a build whose pin layout changed (v2 to v3), under
+// traffic: --replace stops the running instance, swaps the new programs
+// onto the old links in place, carries connection tracking over into the
+// new maps, and removes the old layout. An established connection carries
+// on, denied traffic never passes, allowed traffic never fails.
+func TestUpgradeToAnotherLayoutUnderTraffic(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	first := startEnforcing(t, l, dir, enforceOpts{})
+	before := pinnedLinks(t, first)
+
+	var c net.Conn
+	err := l.Do(l.PeerNS, func() (err error) {
+		c, err = net.DialTimeout("tcp", ap(l.Host4, 443).String(), 3*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := echo(c, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p := startProber(t, l)
+	time.Sleep(500 * time.Millisecond)
+	next := startEnforcing(t, l, dir, enforceOpts{pinDir: first.pinDir, binary: nextLayout, args: []string{"--replace"}})
+	if err := first.wait(t); err != nil {
+		t.Errorf("the replaced enforce: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	p.end(t)
+	if err := echo(c, 3*time.Second); err != nil {
+		t.Errorf("an established connection did not survive the upgrade: %v", err)
+	}
+	out := next.out.String()
+	for _, want := range []string{"connection tracking carried over", "replaced pins of another layout"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the upgrade's output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(pins.LayoutDir(first.pinDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old layout's directory is still there (%v)", err)
+	}
+	sameLinksNewPrograms(t, before, pinnedLinksIn(t, filepath.Join(first.pinDir, "v3")))
+	if in, eg := tcxPrograms(t, l); in != 1 || eg != 1 {
+		t.Errorf("%d ingress and %d egress programs attached, want one each", in, eg)
+	}
 }
