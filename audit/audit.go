@@ -1,25 +1,44 @@
 // Package audit writes the audit trail: one JSON object per line, separate
 // from the operator log, with the fields PCI-DSS Requirement 10.2.2 asks for
-// (who, what, when, where from, which resource, outcome).
+// (who, what, when, where from, which resource, outcome), bound into a
+// forward-secure keyed chain.
 //
-// Known gaps: records are not yet chained (a forward-secure keyed chain
-// would make rewriting an earlier record detectable); every denied packet
-// is one record, with no aggregation or rotation, so a peer sending denied
-// traffic grows the log without bound (aggregating per flow and interval,
-// and rotating, would bound it); and events the ring buffer had no room for
-// are counted in metrics but not yet written as a gap record.
+// The chain: every record carries the MAC of its own bytes and the previous
+// record's MAC, under the key of its epoch (HMAC-SHA256). An epoch is
+// EpochRecords records or EpochDuration, whichever ends first; it closes with
+// a seal record, after which the key is replaced by a one-way function of
+// itself (Evolve) and forgotten. Whoever takes the worker learns only the
+// current key: the records of earlier epochs cannot be rewritten without the
+// auditor's first key showing it. The writer's position (chain, epoch, key,
+// last sequence number and MAC) is in a state file that is replaced
+// atomically before each epoch's first record, so a restarted worker goes on
+// with the same chain; one that finds no state starts a new chain, from a
+// new first key.
 package audit
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
-// FileName is the audit log's name inside the audit directory.
+// FileName is the live audit log's name inside the audit directory; rotated
+// files are named by Rotate.
 const FileName = "audit.log"
 
 // Event types.
@@ -36,11 +55,23 @@ const (
 	TypeLinkChanged     = "link_changed"
 	TypePolicyRejected  = "policy_rejected"
 	TypeMonitorMode     = "monitor_mode"
+	TypeChainStart      = "chain_start"
+	TypeEpochSealed     = "epoch_sealed"
+	TypeRotated         = "audit_rotated"
 )
 
-// Record is one audit entry. Seq, Time and Host are filled by the Writer.
+// Epoch length: a seal and a new key after this many records or this long,
+// whichever comes first.
+const (
+	EpochRecords  = 1000
+	EpochDuration = 10 * time.Minute
+)
+
+// Record is one audit entry. Seq, Epoch, Time and Host are filled by the
+// Writer, MAC on the line it writes.
 type Record struct {
 	Seq    uint64 `json:"seq"`
+	Epoch  uint64 `json:"epoch"`
 	Time   string `json:"time"`
 	TimeNS int64  `json:"time_ns"`
 	Host   string `json:"host"`
@@ -57,47 +88,507 @@ type Record struct {
 	Details map[string]any `json:"details,omitempty"`
 }
 
-// Writer appends records to the audit log. It is safe for concurrent use.
+// macField is how a line carries its MAC: appended as the last member.
+const macField = `,"mac":"`
+
+// Key is a chain key: the first key of a chain, or an epoch's.
+type Key [32]byte
+
+// NewKey returns a fresh random key.
+func NewKey() (Key, error) {
+	var k Key
+	_, err := rand.Read(k[:])
+	return k, err
+}
+
+// Evolve is the one-way step from an epoch's key to the next one's.
+func Evolve(k Key) Key {
+	m := hmac.New(sha256.New, k[:])
+	m.Write([]byte("pci-segment audit epoch key"))
+	var next Key
+	copy(next[:], m.Sum(nil))
+	return next
+}
+
+// mac binds body to the previous MAC under key.
+func mac(key Key, prev [32]byte, body []byte) [32]byte {
+	m := hmac.New(sha256.New, key[:])
+	m.Write(prev[:])
+	m.Write(body)
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// State is the writer's position in its chain, as the state file holds it.
+type State struct {
+	Chain string `json:"chain"`
+	Epoch uint64 `json:"epoch"`
+	Key   string `json:"key"`
+	// Seq and MAC are the last record written before this epoch began.
+	Seq uint64 `json:"seq"`
+	MAC string `json:"mac"`
+}
+
+// StateFile is the state file's name in the worker's state directory.
+const StateFile = "audit-state.json"
+
+// Options tune a Writer; zero values take the defaults.
+type Options struct {
+	// MaxSize rotates the live file once it holds this many bytes.
+	MaxSize int64
+	// SyncEvery bounds how long a written record may wait for fsync.
+	SyncEvery time.Duration
+	// Anchor receives each seal record's line, for an external copy
+	// (syslog) that makes a truncated tail detectable.
+	Anchor func(line []byte)
+}
+
+// Writer appends records to the chain. It is safe for concurrent use.
 type Writer struct {
-	mu   sync.Mutex
+	mu       sync.Mutex
+	dir      string
+	stateDir string
+	opt      Options
+	host     string
+
 	f    *os.File
-	seq  uint64
-	host string
+	bw   *bufio.Writer
+	size int64
+
+	chain      string
+	epoch      uint64
+	key        Key
+	prev       [32]byte
+	seq        uint64
+	inEpoch    int
+	epochStart time.Time
+	dirty      bool
+	rotated    time.Time // when the live file was started
+	stop       chan struct{}
+	done       chan struct{}
+	err        error // the last write error, until a write succeeds
+
+	// Reused for every record: the encoder and the epoch's MAC.
+	line []byte
+	keys []string
+	buf  bytes.Buffer
+	enc  *json.Encoder
+	h    hash.Hash
+	hkey Key
 }
 
-// Open opens (appending) the audit log in dir.
-func Open(dir string) (*Writer, error) {
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("read host name for audit records: %w", err)
+// ErrNoState is returned by LoadState when the state directory holds none.
+var ErrNoState = errors.New("no audit chain state")
+
+// LoadState reads the chain state in stateDir.
+func LoadState(stateDir string) (State, error) {
+	var s State
+	b, err := os.ReadFile(filepath.Join(stateDir, StateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, ErrNoState
 	}
-	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
+		return s, fmt.Errorf("read audit chain state: %w", err)
 	}
-	return &Writer{f: f, host: host}, nil
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("audit chain state %s: %w", filepath.Join(stateDir, StateFile), err)
+	}
+	return s, nil
 }
 
-// Write appends r and returns the error of the write, so that the caller can
-// count it: a record is never dropped silently.
-func (w *Writer) Write(r Record) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	now := time.Now().UTC()
-	w.seq++
-	r.Seq = w.seq
-	r.Time = now.Format(time.RFC3339Nano)
-	r.TimeNS = now.UnixNano()
-	r.Host = w.host
-	b, err := json.Marshal(r)
+func (w *Writer) saveState() error {
+	s := State{Chain: w.chain, Epoch: w.epoch, Key: hex.EncodeToString(w.key[:]), Seq: w.seq, MAC: hex.EncodeToString(w.prev[:])}
+	b, err := json.Marshal(s)
 	if err != nil {
-		return fmt.Errorf("encode audit record %d: %w", r.Seq, err)
+		return err
 	}
-	if _, err := w.f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("write audit record %d: %w", r.Seq, err)
+	tmp := filepath.Join(w.stateDir, "."+StateFile)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write audit chain state: %w", err)
+	}
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(w.stateDir, StateFile))
+	}
+	if err != nil {
+		return fmt.Errorf("write audit chain state: %w", err)
 	}
 	return nil
 }
 
-// Close closes the log.
-func (w *Writer) Close() error { return w.f.Close() }
+// Open opens the chain in dir, going on from the state in stateDir, or,
+// when there is none, starting a new chain from first (the loader's key,
+// of which the auditor holds a copy) named chain. A zero first means no key
+// was handed over: the chain then starts from a key of its own, and its
+// chain-start record says that the auditor has none.
+func Open(dir, stateDir string, chain string, first Key, opt Options) (*Writer, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("read host name for audit records: %w", err)
+	}
+	if opt.MaxSize <= 0 {
+		opt.MaxSize = 64 << 20
+	}
+	if opt.SyncEvery <= 0 {
+		opt.SyncEvery = 100 * time.Millisecond
+	}
+	w := &Writer{dir: dir, stateDir: stateDir, opt: opt, host: host, stop: make(chan struct{}), done: make(chan struct{})}
+	w.enc = json.NewEncoder(&w.buf)
+	if err := w.openFile(); err != nil {
+		return nil, err
+	}
+	st, err := LoadState(stateDir)
+	switch {
+	case err == nil:
+		err = w.resume(st)
+	case errors.Is(err, ErrNoState):
+		err = w.start(chain, first)
+	}
+	if err != nil {
+		w.f.Close()
+		return nil, err
+	}
+	go w.syncLoop()
+	return w, nil
+}
+
+func (w *Writer) openFile() error {
+	f, err := os.OpenFile(filepath.Join(w.dir, FileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	w.f, w.bw, w.size = f, bufio.NewWriterSize(f, 256<<10), st.Size()
+	// Age counts from when this writer took the file: a restart can
+	// delay a time rotation, never bring one forward.
+	w.rotated = time.Now()
+	return nil
+}
+
+// start begins a new chain with a chain-start record.
+func (w *Writer) start(chain string, first Key) error {
+	held := "the loader's first key, a copy of which is in the state directory's audit-keys/" + chain + ".key"
+	if first == (Key{}) || chain == "" {
+		k, err := NewKey()
+		if err != nil {
+			return fmt.Errorf("make a first audit key: %w", err)
+		}
+		var id [16]byte
+		rand.Read(id[:])
+		first, chain = k, hex.EncodeToString(id[:])
+		held = "none: no first key was handed over, so this chain's MACs cannot be checked by the auditor"
+	}
+	w.chain, w.key, w.epoch, w.seq, w.prev = chain, first, 0, 0, [32]byte{}
+	w.epochStart = time.Now()
+	if err := w.saveState(); err != nil {
+		return err
+	}
+	return w.append(Record{Type: TypeChainStart, Outcome: "success", Who: "pci-segment worker",
+		Details: map[string]any{"chain": chain, "epoch_records": EpochRecords, "epoch_seconds": EpochDuration.Seconds(),
+			"first_key": held}})
+}
+
+// resume goes on from st: records of st's epoch written after it are read
+// back from the live file and checked with st's key, so that the chain
+// continues from the last of them.
+func (w *Writer) resume(st State) error {
+	key, err1 := hex.DecodeString(st.Key)
+	prev, err2 := hex.DecodeString(st.MAC)
+	if err1 != nil || err2 != nil || len(key) != 32 || len(prev) != 32 {
+		return fmt.Errorf("audit chain state: malformed key or MAC")
+	}
+	w.chain, w.epoch, w.seq = st.Chain, st.Epoch, st.Seq
+	copy(w.key[:], key)
+	copy(w.prev[:], prev)
+	tail, err := readLines(filepath.Join(w.dir, FileName))
+	if err != nil {
+		return err
+	}
+	unverified := 0
+	for _, line := range tail {
+		r, body, m, err := parseLine(line)
+		if err == nil && r.Seq <= w.seq {
+			continue
+		}
+		if err != nil || unverified > 0 || r.Seq != w.seq+1 || r.Epoch != w.epoch || mac(w.key, w.prev, body) != m {
+			unverified++ // the chain goes on from the last record that verifies
+			continue
+		}
+		w.seq, w.prev = r.Seq, m
+		w.inEpoch++
+		if r.Type == TypeEpochSealed {
+			// Stopped between a seal and saving the state.
+			w.key, w.epoch, w.inEpoch = Evolve(w.key), w.epoch+1, 0
+			if err := w.saveState(); err != nil {
+				return err
+			}
+		}
+	}
+	w.epochStart = time.Now()
+	d := map[string]any{"chain": w.chain, "resumed_at_seq": w.seq}
+	if unverified > 0 {
+		d["unverified_lines_after_state"] = unverified
+	}
+	return w.append(Record{Type: TypeServiceStart, Outcome: "success", Who: "pci-segment worker", Details: d})
+}
+
+// Write appends r to the chain. Its error is for the caller to count: a
+// record is never dropped silently.
+func (w *Writer) Write(r Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.maybeSeal(time.Now()); err != nil {
+		return err
+	}
+	return w.append(r)
+}
+
+// maybeSeal ends the epoch when it is full or old.
+func (w *Writer) maybeSeal(now time.Time) error {
+	if w.inEpoch < EpochRecords && now.Sub(w.epochStart) < EpochDuration {
+		return nil
+	}
+	return w.seal(now)
+}
+
+// seal writes the epoch's seal, passes it to the anchor, then evolves the
+// key, forgets the old one and saves the state before the next record.
+func (w *Writer) seal(now time.Time) error {
+	seal := Record{Type: TypeEpochSealed, Outcome: "success", Who: "pci-segment worker",
+		Details: map[string]any{"chain": w.chain, "records": w.inEpoch}}
+	if err := w.append(seal); err != nil {
+		return err
+	}
+	// The old key goes: overwritten here and in the MAC's state.
+	next := Evolve(w.key)
+	w.key, w.epoch, w.inEpoch, w.epochStart = next, w.epoch+1, 0, now
+	w.h, w.hkey = nil, Key{}
+	// The seal must be on disk before the state says the epoch is over.
+	if err := w.flush(true); err != nil {
+		return err
+	}
+	return w.saveState()
+}
+
+// append writes one record, chained, to the buffer.
+func (w *Writer) append(r Record) error {
+	now := time.Now().UTC()
+	r.Seq, r.Epoch = w.seq+1, w.epoch
+	r.Time, r.TimeNS, r.Host = now.Format(time.RFC3339Nano), now.UnixNano(), w.host
+	body, err := w.encode(&r)
+	if err != nil {
+		return fmt.Errorf("encode audit record %d: %w", r.Seq, err)
+	}
+	if w.h == nil || w.hkey != w.key {
+		w.h, w.hkey = hmac.New(sha256.New, w.key[:]), w.key
+	}
+	w.h.Reset()
+	w.h.Write(w.prev[:])
+	w.h.Write(body)
+	var m [32]byte
+	w.h.Sum(m[:0])
+	line := make([]byte, 0, len(body)+len(macField)+67)
+	line = append(line, body[:len(body)-1]...)
+	line = append(line, macField...)
+	line = hex.AppendEncode(line, m[:])
+	line = append(line, '"', '}', '\n')
+	if _, err := w.bw.Write(line); err != nil {
+		w.err = err
+		return fmt.Errorf("write audit record %d: %w", r.Seq, err)
+	}
+	w.seq, w.prev, w.dirty = r.Seq, m, true
+	w.inEpoch++
+	w.size += int64(len(line))
+	if r.Type == TypeEpochSealed && w.opt.Anchor != nil {
+		w.opt.Anchor(line[:len(line)-1])
+	}
+	if w.size >= w.opt.MaxSize {
+		return w.rotate()
+	}
+	return nil
+}
+
+// encode is json.Marshal of r, written out by hand for the fixed members
+// (the bulk of the cost at a flood's rate); Details goes through the JSON
+// encoder. The bytes are the same as json.Marshal's, so any JSON reader
+// reads them back; the MAC is over these bytes, not over a re-encoding.
+func (w *Writer) encode(r *Record) ([]byte, error) {
+	b := w.line[:0]
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendUint(b, r.Epoch, 10)
+	b = appendMember(b, "time", r.Time, false)
+	b = append(b, `,"time_ns":`...)
+	b = strconv.AppendInt(b, r.TimeNS, 10)
+	b = appendMember(b, "host", r.Host, false)
+	b = appendMember(b, "type", r.Type, false)
+	b = appendMember(b, "outcome", r.Outcome, false)
+	b = appendMember(b, "who", r.Who, false)
+	b = appendMember(b, "origin", r.Origin, true)
+	b = appendMember(b, "resource", r.Resource, true)
+	if len(r.Details) > 0 {
+		b = append(b, `,"details":{`...)
+		w.keys = w.keys[:0]
+		for k := range r.Details {
+			w.keys = append(w.keys, k)
+		}
+		slices.Sort(w.keys)
+		for i, k := range w.keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			switch v := r.Details[k].(type) {
+			case string:
+				b = appendString(b, v)
+			case int:
+				b = strconv.AppendInt(b, int64(v), 10)
+			case uint16:
+				b = strconv.AppendUint(b, uint64(v), 10)
+			case uint32:
+				b = strconv.AppendUint(b, uint64(v), 10)
+			case uint64:
+				b = strconv.AppendUint(b, v, 10)
+			case bool:
+				b = strconv.AppendBool(b, v)
+			default:
+				w.buf.Reset()
+				if err := w.enc.Encode(v); err != nil {
+					return nil, err
+				}
+				b = append(b, bytes.TrimSuffix(w.buf.Bytes(), []byte{'\n'})...)
+			}
+		}
+		b = append(b, '}')
+	}
+	b = append(b, '}')
+	w.line = b
+	return b, nil
+}
+
+// appendMember appends ,"name":"value" with value escaped as JSON does.
+func appendMember(b []byte, name, value string, omitEmpty bool) []byte {
+	if omitEmpty && value == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return appendString(b, value)
+}
+
+// appendString appends value as a JSON string, escaped as encoding/json
+// escapes it.
+func appendString(b []byte, value string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(value); {
+		c := value[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+			i++
+		case c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+			b = append(b, '\\', "nrtbf"[strings.IndexByte("\n\r\t\b\f", c)])
+			i++
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			i++
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(value[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				b = append(b, `\ufffd`...)
+			case r == '\u2028' || r == '\u2029':
+				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			default:
+				b = append(b, value[i:i+size]...)
+			}
+			i += size
+		}
+	}
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// flush writes the buffer out, and with sync also to the disk.
+func (w *Writer) flush(sync bool) error {
+	if err := w.bw.Flush(); err != nil {
+		w.err = err
+		return fmt.Errorf("write audit log: %w", err)
+	}
+	if sync && w.dirty {
+		if err := w.f.Sync(); err != nil {
+			w.err = err
+			return fmt.Errorf("sync audit log: %w", err)
+		}
+		w.dirty = false
+	}
+	w.err = nil
+	return nil
+}
+
+// syncLoop batches fsync: a record waits at most SyncEvery for the disk.
+func (w *Writer) syncLoop() {
+	defer close(w.done)
+	t := time.NewTicker(w.opt.SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-t.C:
+			w.mu.Lock()
+			w.flush(true)
+			w.maybeSeal(now)
+			if now.Sub(w.rotated) >= RotateEvery {
+				w.rotate()
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// Sync writes and syncs what is buffered; for tests and for stopping.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flush(true)
+}
+
+// Close seals nothing (the next writer goes on from the state), syncs and
+// closes the log.
+func (w *Writer) Close() error {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.flush(true)
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Seq is the sequence number of the last record written.
+func (w *Writer) Seq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seq
+}

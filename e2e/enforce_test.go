@@ -507,6 +507,8 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 			kind = target // [eventpoll], [eventfd], [pidfd]
 		case target == pinDir:
 			kind = "lock"
+		case strings.HasSuffix(target, "/state/audit-keys"):
+			kind = "audit keys"
 		case strings.HasPrefix(target, "/sys/fs/cgroup/") && strings.Contains(target, "/cpu"):
 			// The Go runtime's own, read-only: the cgroup CPU limit it
 			// re-reads to keep GOMAXPROCS right.
@@ -523,6 +525,7 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 		"anon_inode:[eventpoll]": 1, // the runtime's poller
 		"anon_inode:[eventfd]":   1,
 		"lock":                   1, // the pin directory, flocked
+		"audit keys":             1, // where the audit chains' first keys go
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("loader descriptors by kind %v, want %v", got, want)

@@ -114,6 +114,9 @@ type enforceOpts struct {
 	pinDir string
 	// binary, when set, is the pci-segment to run (nextLayout).
 	binary string
+	// account, when set, is the service account (user and group) to run
+	// the worker as: another enforcer's, to take over its state.
+	account string
 }
 
 func randomHex(t testing.TB, n int) string {
@@ -163,7 +166,10 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 		e.pinDir = o.pinDir
 	}
 	env := append(os.Environ(), o.env...)
-	if !o.noAccount {
+	if o.account != "" {
+		e.user = o.account
+		env = append(env, "PCI_SEGMENT_PRIVILEGE_USER="+o.account, "PCI_SEGMENT_PRIVILEGE_GROUP="+o.account)
+	} else if !o.noAccount {
 		user, group := lab.ServiceAccount(t)
 		e.user = user
 		env = append(env, "PCI_SEGMENT_PRIVILEGE_USER="+user, "PCI_SEGMENT_PRIVILEGE_GROUP="+group)
@@ -281,6 +287,9 @@ func (e *enforcer) pids(t *testing.T) (loader, worker int) {
 // auditRecords returns the audit log's lines.
 func (e *enforcer) auditLog(t *testing.T) string {
 	t.Helper()
+	// The worker batches its writes: a record reaches the file within
+	// audit.Options.SyncEvery (100ms by default).
+	time.Sleep(300 * time.Millisecond)
 	b, err := os.ReadFile(filepath.Join(e.auditDir, "audit.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -62,6 +62,11 @@ func TestLoaderNotifiesSystemd(t *testing.T) {
 	e := newEnforcer(t, l, dir, enforceOpts{env: []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=30000000"}})
 	e.start(t)
 	ready := next("READY=1", 30*time.Second)
+	// The loader logs "enforcing" before it notifies; its output reaches
+	// this test through a pipe, a moment later.
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(e.out.String(), "enforcing:") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !strings.Contains(e.out.String(), "enforcing:") {
 		t.Errorf("READY came before the loader was enforcing:\n%s", e.out.String())
 	}

@@ -13,7 +13,7 @@ import (
 // seeds are datagrams as a compromised worker could send them, each with a
 // number of descriptors.
 func seeds() [][]byte {
-	hello := binary.LittleEndian.AppendUint32([]byte{1, 0, 4, 0}, Version)
+	hello := append(binary.LittleEndian.AppendUint32([]byte{1, 0, 5, 0}, Version), 0)
 	applied := append(binary.LittleEndian.AppendUint64([]byte{3, 0, 40, 0}, 0), make([]byte, 32)...)
 	alive := []byte{4, 0, 0, 0}
 	refused := []byte{8, 0, 3, 0, 'b', 'a', 'd'}

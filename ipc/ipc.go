@@ -7,7 +7,8 @@
 // The whole set, which is the table specs below (W: worker, L: loader):
 //
 //	message   from  payload                      permitted in      at most     why it exists
-//	Hello     W     protocol version             greeting, once    -           refuse a worker built for another protocol
+//	Hello     W     protocol version, whether    greeting, once    -           refuse a worker built for another protocol; a worker
+//	                it has audit chain state                                   with no chain state gets a first key (Key)
 //	Maps      L     next generation, map names,  -                 -           the worker never creates maps or opens pins, and
 //	                one fd per name                                            never chooses the generation it applies
 //	Applied   W     generation, set hash         applying, running 30/minute   the loader attaches only once a policy is live
@@ -17,6 +18,8 @@
 //	Reload    L     none                         -                 -           SIGHUP reaches the loader, which systemd signals
 //	Event     L     kind, ifindex, count, text   -                 -           what the loader saw (restarts, links), for the audit log
 //	Listener  L     one listening socket fd      -                 -           systemd's socket activation, handed through
+//	Key       L     audit chain id and first     -                 -           the audit chain's first key comes from root, which
+//	                key, or none; a syslog fd                                  keeps the auditor's copy; syslog without a unix socket
 //
 // Not sent yet: Listener. Until the worker can serve on a socket systemd
 // passed, the loader closes such sockets at its re-exec; the codec and the
@@ -46,7 +49,7 @@ import (
 )
 
 // Version of the protocol; both ends must agree exactly.
-const Version = 2
+const Version = 3
 
 // MaxMessage caps a message, header included.
 const MaxMessage = 4096
@@ -71,6 +74,7 @@ const (
 	TypeEvent    Type = 6
 	TypeListener Type = 7
 	TypeRefused  Type = 8
+	TypeKey      Type = 9
 )
 
 // State is where the worker is in its conversation with the loader.
@@ -99,7 +103,7 @@ type spec struct {
 const rateWindow = time.Minute
 
 var specs = map[Type]spec{
-	TypeHello:    {name: "hello", fromWorker: true, payload: [2]int{4, 4}, in: []State{StateGreeting}, next: StateApplying, rate: 1},
+	TypeHello:    {name: "hello", fromWorker: true, payload: [2]int{5, 5}, in: []State{StateGreeting}, next: StateApplying, rate: 1},
 	TypeMaps:     {name: "maps", payload: [2]int{9, MaxMessage - headerLen}, fds: [2]int{1, MaxFDs}},
 	TypeApplied:  {name: "applied", fromWorker: true, payload: [2]int{40, 40}, in: []State{StateApplying, StateRunning}, next: StateRunning, rate: 30},
 	TypeRefused:  {name: "refused", fromWorker: true, payload: [2]int{1, MaxText}, in: []State{StateRunning}, next: StateRunning, rate: 30},
@@ -107,6 +111,7 @@ var specs = map[Type]spec{
 	TypeReload:   {name: "reload"},
 	TypeEvent:    {name: "event", payload: [2]int{9, 9 + MaxText}},
 	TypeListener: {name: "listener", fds: [2]int{1, 1}},
+	TypeKey:      {name: "key", payload: [2]int{0, keyLen}, fds: [2]int{0, 1}},
 }
 
 func (t Type) String() string {
@@ -124,6 +129,9 @@ type Message interface {
 // Hello opens the conversation from the worker.
 type Hello struct {
 	Version uint32
+	// ChainState says the worker found its audit chain state and goes on
+	// from it; without, the loader hands it a new chain's first key.
+	ChainState bool
 }
 
 // Maps hands the worker its map fds, each with the name it must have, and
@@ -167,6 +175,27 @@ type Event struct {
 	Text    string
 }
 
+// keyLen is a Key's payload when it carries a key: chain id, then key.
+const keyLen = 16 + 32
+
+// Key follows Maps, always: it carries the first key of a new audit chain
+// when the state directory holds no chain state (ChainStateFile), the
+// loader keeping a copy for the auditor; and, when syslog is configured, a
+// datagram socket connected to it, the only way the worker can reach
+// syslog (it opens no unix socket of its own).
+type Key struct {
+	Chain  [16]byte
+	Key    [32]byte // zero: no new chain; go on from the state
+	Syslog int      // -1: none
+}
+
+// ChainStateFile is the worker's audit chain state in the state directory;
+// KeyDir the root-only directory there of the first keys the loader made.
+const (
+	ChainStateFile = "audit-state.json"
+	KeyDir         = "audit-keys"
+)
+
 // Listener hands over a listening socket.
 type Listener struct {
 	FD int
@@ -180,6 +209,7 @@ func (Alive) Type() Type    { return TypeAlive }
 func (Reload) Type() Type   { return TypeReload }
 func (Event) Type() Type    { return TypeEvent }
 func (Listener) Type() Type { return TypeListener }
+func (Key) Type() Type      { return TypeKey }
 
 // Conn is one end of the channel.
 type Conn struct {
@@ -327,7 +357,11 @@ func check(t Type, payload, fds int) error {
 func encode(m Message) ([]byte, []int, error) {
 	switch m := m.(type) {
 	case Hello:
-		return binary.LittleEndian.AppendUint32(nil, m.Version), nil, nil
+		flag := byte(0)
+		if m.ChainState {
+			flag = 1
+		}
+		return append(binary.LittleEndian.AppendUint32(nil, m.Version), flag), nil, nil
 	case Applied:
 		return append(binary.LittleEndian.AppendUint64(nil, m.Generation), m.SetHash[:]...), nil, nil
 	case Refused:
@@ -340,6 +374,16 @@ func encode(m Message) ([]byte, []int, error) {
 		return append(b, m.Text...), nil, nil
 	case Listener:
 		return nil, []int{m.FD}, nil
+	case Key:
+		var b []byte
+		if m.Key != ([32]byte{}) {
+			b = append(append(b, m.Chain[:]...), m.Key[:]...)
+		}
+		var fds []int
+		if m.Syslog >= 0 {
+			fds = []int{m.Syslog}
+		}
+		return b, fds, nil
 	case Maps:
 		if len(m.Names) != len(m.FDs) || slices.ContainsFunc(m.Names, func(n string) bool { return n == "" || strings.ContainsRune(n, 0) }) {
 			return nil, nil, fmt.Errorf("encode maps: %d names for %d fds, none empty or holding NUL", len(m.Names), len(m.FDs))
@@ -364,7 +408,10 @@ func decode(b []byte, fds []int) (Message, error) {
 	}
 	switch t {
 	case TypeHello:
-		return Hello{Version: binary.LittleEndian.Uint32(p)}, nil
+		if p[4] > 1 {
+			return nil, fmt.Errorf("decode hello: chain state flag %d", p[4])
+		}
+		return Hello{Version: binary.LittleEndian.Uint32(p), ChainState: p[4] == 1}, nil
 	case TypeApplied:
 		a := Applied{Generation: binary.LittleEndian.Uint64(p)}
 		copy(a.SetHash[:], p[8:])
@@ -379,6 +426,20 @@ func decode(b []byte, fds []int) (Message, error) {
 		return Event{Kind: p[0], Ifindex: binary.LittleEndian.Uint32(p[1:]), Count: binary.LittleEndian.Uint32(p[5:]), Text: string(p[9:])}, nil
 	case TypeListener:
 		return Listener{FD: fds[0]}, nil
+	case TypeKey:
+		k := Key{Syslog: -1}
+		switch len(p) {
+		case keyLen:
+			copy(k.Chain[:], p)
+			copy(k.Key[:], p[16:])
+		case 0:
+		default:
+			return nil, fmt.Errorf("decode key: %d payload bytes, want 0 or %d", len(p), keyLen)
+		}
+		if len(fds) == 1 {
+			k.Syslog = fds[0]
+		}
+		return k, nil
 	case TypeMaps:
 		names := strings.Split(string(p[8:]), "\x00")
 		if len(names) != len(fds) {
@@ -411,6 +472,10 @@ func CloseFDs(m Message) {
 		closeAll(m.FDs)
 	case Listener:
 		unix.Close(m.FD)
+	case Key:
+		if m.Syslog >= 0 {
+			unix.Close(m.Syslog)
+		}
 	}
 }
 

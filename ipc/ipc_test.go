@@ -108,8 +108,8 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 		{"short header", []byte{1}, nil, "shorter than its header"},
 		{"unknown type", header(99, 0), nil, "unknown message type"},
 		{"length mismatch", append(header(TypeHello, 8), 1, 0, 0, 0), nil, "header says 8"},
-		{"hello wrong size", append(header(TypeHello, 2), 1, 0), nil, "want 4"},
-		{"fds on hello", append(header(TypeHello, 4), 1, 0, 0, 0), []int{int(r.Fd())}, "hello: 1 fds, want 0 to 0"},
+		{"hello wrong size", append(header(TypeHello, 2), 1, 0), nil, "want 5"},
+		{"fds on hello", append(header(TypeHello, 5), 1, 0, 0, 0, 0), []int{int(r.Fd())}, "hello: 1 fds, want 0 to 0"},
 		{"oversized", append(header(TypeMaps, 5000), make([]byte, 5000)...), nil, "over 4096"},
 		{"maps without fds", append(header(TypeMaps, 13), append(make([]byte, 8), "addr4"...)...), nil, "maps: 0 fds, want 1 to 16"},
 		{"maps names and fds disagree", append(header(TypeMaps, 13), append(make([]byte, 8), "a\x00b\x00c"...)...), []int{int(r.Fd())}, "3 names for 1 fds"},
@@ -161,8 +161,10 @@ func TestFromFDRefusesOtherDescriptors(t *testing.T) {
 func TestRoundTripEveryType(t *testing.T) {
 	a, b := pair(t)
 	for _, m := range []Message{
-		Hello{Version: Version}, Applied{Generation: 1<<63 + 5}, Refused{Why: "policy.yaml: bad"}, Alive{}, Reload{},
+		Hello{Version: Version}, Hello{Version: Version, ChainState: true}, Applied{Generation: 1<<63 + 5},
+		Refused{Why: "policy.yaml: bad"}, Alive{}, Reload{},
 		Event{Kind: EventLinkAttached, Ifindex: 7, Count: 2, Text: strings.Repeat("x", MaxText)},
+		Key{Syslog: -1}, Key{Chain: [16]byte{1}, Key: [32]byte{2, 3}, Syslog: -1},
 	} {
 		if err := a.Send(ctx(t), m); err != nil {
 			t.Fatalf("send %s: %v", m.Type(), err)

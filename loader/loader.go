@@ -49,6 +49,7 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -65,6 +66,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/envflag"
+	"github.com/pci-segment/pci-segment/ipc"
 	"github.com/pci-segment/pci-segment/netif"
 	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/privilege"
@@ -85,7 +87,10 @@ type Config struct {
 	// layout, swapping programs in place on the existing links.
 	Replace bool
 	// Monitor passes what the policy denies, counted and audited.
-	Monitor  bool
+	Monitor bool
+	// Syslog is the syslog socket the worker gets a connection to, for a
+	// copy of each epoch's seal; "" for none.
+	Syslog   string
 	LogLevel string
 	Seccomp  string // the worker's filter: allowlist or denylist
 	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
@@ -121,13 +126,14 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		}
 		// Nothing pinned (a start that failed): leave no empty directory.
 		defer pins.RemoveIfEmpty(cfg.PinDir)
-		objs, readOnly, lock, err := adopt(spec, cfg.Sizes)
+		objs, readOnly, lock, keys, err := adopt(spec, cfg.Sizes)
 		if err != nil {
 			return err
 		}
 		defer objs.Close()
 		defer lock.Close()
-		return run(cfg, log, objs, readOnly)
+		defer keys.Close()
+		return run(cfg, log, objs, readOnly, keys)
 	}
 	if err := checkPrivileges(); err != nil {
 		return err
@@ -162,9 +168,11 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	// Only a failed start returns: the directory Lock made goes, unless
 	// it holds pins.
 	defer pins.RemoveIfEmpty(cfg.PinDir)
-	if err := prepareDirs(cfg, acct); err != nil {
+	keys, err := prepareDirs(cfg, acct)
+	if err != nil {
 		return err
 	}
+	defer keys.Close()
 	// The maps get their capacities here, once: a policy set that does
 	// not fit them is refused by the worker, naming the flag to raise.
 	objs, err := loadObjects(cfg, log)
@@ -172,12 +180,12 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		return err
 	}
 	defer objs.Close()
-	return reduce(objs, bpffs, lock)
+	return reduce(objs, bpffs, lock, keys)
 }
 
 // run is the loader after reduce: start the worker, attach once it has
 // applied a policy, then supervise.
-func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[string]*ebpf.Map) error {
+func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[string]*ebpf.Map, keys *os.File) error {
 	if _, err := sandbox.Install(sandbox.LoaderPolicy()); err != nil {
 		return fmt.Errorf("install the loader's seccomp filter: %w", err)
 	}
@@ -194,7 +202,7 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 	// while it starts stops it too.
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, log: log}
+	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, keys: keys, log: log}
 	// Generations only grow, also over adopted maps: connection tracking
 	// entries of the previous instance are judged again.
 	var info bpf.DatapathInfoValue
@@ -296,31 +304,64 @@ func workerAccount(cfg Config, log hclog.Logger) (account, error) {
 }
 
 // prepareDirs gives the service account the audit and state directories,
-// the only places the worker writes.
-func prepareDirs(cfg Config, acct account) error {
+// the only places the worker writes, and keeps in the state directory a
+// root-only directory for the audit chains' first keys, whose descriptor it
+// returns: the loader writes there without being able to traverse the
+// account's directory (it holds no CAP_DAC_OVERRIDE).
+func prepareDirs(cfg Config, acct account) (*os.File, error) {
+	var keys *os.File
 	for _, d := range []struct{ path, what string }{{cfg.AuditDir, "audit"}, {cfg.StateDir, "state"}} {
 		if err := os.MkdirAll(d.path, 0o750); err != nil {
-			return fmt.Errorf("create %s directory: %w", d.what, err)
+			return nil, fmt.Errorf("create %s directory: %w", d.what, err)
 		}
 		// Opened without following a symlink, then changed through the
 		// fd: a path a worker could have replaced never redirects
 		// root's chown.
 		fd, err := unix.Open(d.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("open %s directory %s (a symlink is refused): %w", d.what, d.path, err)
+			return nil, fmt.Errorf("open %s directory %s (a symlink is refused): %w", d.what, d.path, err)
 		}
-		// Mode first: once the directory is the account's, changing
-		// it would take CAP_FOWNER, which the loader does not hold.
-		err = unix.Fchmod(fd, 0o750)
+		// Root's for a moment (CAP_CHOWN), so that the mode can be set
+		// and the key directory made without CAP_FOWNER or
+		// CAP_DAC_OVERRIDE, then the account's.
+		err = unix.Fchown(fd, 0, 0)
+		if err == nil {
+			err = unix.Fchmod(fd, 0o750)
+		}
+		if err == nil && d.what == "state" {
+			keys, err = keyDir(fd)
+		}
 		if err == nil {
 			err = unix.Fchown(fd, int(acct.UID), int(acct.GID))
 		}
 		unix.Close(fd)
 		if err != nil {
-			return fmt.Errorf("give %s directory to %s: %w", d.what, acct.user, err)
+			return nil, fmt.Errorf("give %s directory to %s: %w", d.what, acct.user, err)
 		}
 	}
-	return nil
+	return keys, nil
+}
+
+// keyDir makes, or checks, the root-only key directory in the state
+// directory open as parent.
+func keyDir(parent int) (*os.File, error) {
+	if err := unix.Mkdirat(parent, ipc.KeyDir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("make %s: %w", ipc.KeyDir, err)
+	}
+	fd, err := unix.Openat(parent, ipc.KeyDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s (a symlink is refused): %w", ipc.KeyDir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Uid != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s in the state directory is not root's (uid %d): remove it; the loader makes it", ipc.KeyDir, st.Uid)
+	}
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("restrict %s: %w", ipc.KeyDir, err)
+	}
+	return os.NewFile(uintptr(fd), ipc.KeyDir), nil
 }
 
 // workerArgs is the worker's command line: what it needs to find its

@@ -2,9 +2,12 @@ package loader
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +53,9 @@ type supervisor struct {
 	// readOnly holds read-only descriptors of the maps in
 	// bpf.WorkerReadOnly.
 	readOnly map[string]*ebpf.Map
-	log      hclog.Logger
+	// keys is the root-only directory of the audit chains' first keys.
+	keys *os.File
+	log  hclog.Logger
 	// onApplied runs once, on the first policy a worker applies: it
 	// attaches and pins. Its error ends the loader.
 	onApplied func() error
@@ -207,6 +212,9 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 			}
 			s.reload()
 		case <-s.w.done:
+			if err := s.drain(); err != nil {
+				return err
+			}
 			return errors.New(s.w.why())
 		case <-s.links:
 			if s.attached {
@@ -237,6 +245,29 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 	}
 }
 
+// drain acts on what a worker that has exited sent before it went: a
+// policy it applied just before exiting is in force, and must be
+// attached. Its channel ends with its last message.
+func (s *supervisor) drain() error {
+	for {
+		select {
+		case r := <-s.msgs:
+			if r.err != nil {
+				return nil
+			}
+			if err := s.mon.Accept(r.m, time.Now()); err != nil {
+				ipc.CloseFDs(r.m)
+				return nil
+			}
+			if err := s.handle(r.m); err != nil {
+				return err
+			}
+		case <-time.After(exitGrace):
+			return nil
+		}
+	}
+}
+
 // handle acts on a message the monitor accepted.
 func (s *supervisor) handle(m ipc.Message) error {
 	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
@@ -249,6 +280,17 @@ func (s *supervisor) handle(m ipc.Message) error {
 		}
 		if err := s.conn.Send(ctx, ipc.Maps{Generation: s.mon.Next, Names: bpf.WorkerMaps, FDs: fds}); err != nil {
 			return fmt.Errorf("hand maps to worker: %w", err)
+		}
+		key, err := s.auditKey(!m.ChainState)
+		if err != nil {
+			return fatal{err}
+		}
+		err = s.conn.Send(ctx, key)
+		if key.Syslog >= 0 {
+			unix.Close(key.Syslog)
+		}
+		if err != nil {
+			return fmt.Errorf("hand audit key to worker: %w", err)
 		}
 		if s.restarts > 0 {
 			why := s.lastWhy
@@ -278,6 +320,53 @@ func (s *supervisor) handle(m ipc.Message) error {
 		s.notify("WATCHDOG=1")
 	}
 	return nil
+}
+
+// auditKey is the Key message for a worker: with a new chain's first key
+// when it has no chain state, a copy of which goes into the key directory
+// for the auditor before the worker sees it; and a connection to syslog.
+func (s *supervisor) auditKey(newChain bool) (ipc.Key, error) {
+	k := ipc.Key{Syslog: -1}
+	if s.cfg.Syslog != "" {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			if err = unix.Connect(fd, &unix.SockaddrUnix{Name: s.cfg.Syslog}); err != nil {
+				unix.Close(fd)
+			} else {
+				k.Syslog = fd
+			}
+		}
+		if err != nil {
+			s.log.Warn("no syslog copy of the audit seals", "socket", s.cfg.Syslog, "error", err)
+		}
+	}
+	if !newChain {
+		return k, nil
+	}
+	if _, err := rand.Read(k.Chain[:]); err != nil {
+		return k, err
+	}
+	if _, err := rand.Read(k.Key[:]); err != nil {
+		return k, err
+	}
+	name := hex.EncodeToString(k.Chain[:]) + ".key"
+	fd, err := unix.Openat(int(s.keys.Fd()), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
+	if err == nil {
+		f := os.NewFile(uintptr(fd), name)
+		_, err = f.WriteString(hex.EncodeToString(k.Key[:]) + "\n")
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return k, fmt.Errorf("keep the auditor's copy of a new audit chain's first key: %w", err)
+	}
+	s.log.Info("new audit chain; its first key is kept for the auditor", "chain", hex.EncodeToString(k.Chain[:]),
+		"key_file", filepath.Join(s.cfg.StateDir, ipc.KeyDir, name))
+	return k, nil
 }
 
 // notify tells systemd, when it runs the loader as a Type=notify service

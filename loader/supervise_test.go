@@ -80,7 +80,7 @@ var misbehaviours = map[string]struct {
 		return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), nil, nil, 0)
 	}, "alive not permitted", true},
 	"repeated hello": {func(fd int) error {
-		return unix.Sendmsg(fd, binary.LittleEndian.AppendUint32(header(ipc.TypeHello, 4), ipc.Version), nil, nil, 0)
+		return unix.Sendmsg(fd, append(binary.LittleEndian.AppendUint32(header(ipc.TypeHello, 5), ipc.Version), 0), nil, nil, 0)
 	}, "hello not permitted", false},
 	"extra fds": {func(fd int) error { return unix.Sendmsg(fd, header(ipc.TypeAlive, 0), unix.UnixRights(0), nil, 0) }, "alive: 1 fds", false},
 	"generation of its own": {func(fd int) error {
@@ -125,6 +125,14 @@ func fakeWorker(mode, marker string) int {
 		return 1
 	}
 	ipc.CloseFDs(m)
+	// Read as the worker reads it: a message left unread when a unix
+	// socket closes turns into ECONNRESET for the peer, ahead of what
+	// this end sent.
+	k, err := conn.Expect(ctx, ipc.TypeKey)
+	if err != nil {
+		return 1
+	}
+	ipc.CloseFDs(k)
 	before, _ := os.ReadFile(marker)
 	incarnation := len(before)
 	if err := os.WriteFile(marker, append(before, '.'), 0o644); err != nil {
@@ -222,9 +230,15 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 			for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
 				os.Chmod(d, 0o777)
 			}
+			keys, err := os.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer keys.Close()
 			out := &syncBuffer{}
 			applied := 0
 			sup := &supervisor{
+				keys:      keys,
 				exe:       exe,
 				cfg:       Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
 				acct:      account{user: "nobody", group: "nogroup", Identity: privilege.Identity{UID: 65534, GID: 65534}},

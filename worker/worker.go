@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -138,13 +139,20 @@ func Run(cfg Config, log hclog.Logger) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version}); err != nil {
+	_, stateErr := audit.LoadState(cfg.StateDir)
+	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version, ChainState: stateErr == nil}); err != nil {
 		return err
 	}
 	maps, generation, err := receiveMaps(ctx, conn, cfg.Sizes.OrDefault())
 	if err != nil {
 		return err
 	}
+	km, err := conn.Expect(ctx, ipc.TypeKey)
+	if err != nil {
+		return fmt.Errorf("receive audit key: %w", err)
+	}
+	key := km.(ipc.Key)
+	anchor := syslogAnchor(key.Syslog, log)
 	defer func() {
 		for _, m := range maps {
 			m.Close()
@@ -157,7 +165,12 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	// Everything that can fail is opened before the policy goes live:
 	// once the loader hears "applied" it attaches and pins.
-	aw, err := audit.Open(cfg.AuditDir)
+	var chain string
+	if key.Key != ([32]byte{}) {
+		chain = hex.EncodeToString(key.Chain[:])
+	}
+	aw, err := audit.Open(cfg.AuditDir, cfg.StateDir, chain, audit.Key(key.Key), audit.Options{Anchor: anchor})
+	key.Key = [32]byte{} // the writer holds it now, and evolves it
 	if err != nil {
 		return err
 	}
@@ -295,6 +308,22 @@ func checkDescriptors() error {
 		}
 	}
 	return nil
+}
+
+// syslogAnchor writes each epoch's seal to the syslog connection the
+// loader handed over (fd -1: none), as authpriv.notice: the copy outside
+// the worker that makes a truncated tail of the audit log detectable.
+func syslogAnchor(fd int, log hclog.Logger) func([]byte) {
+	if fd < 0 {
+		return nil
+	}
+	host, _ := os.Hostname()
+	return func(line []byte) {
+		msg := fmt.Sprintf("<%d>%s %s pci-segment-audit[%d]: %s", 10*8+5, time.Now().Format(time.Stamp), host, os.Getpid(), line)
+		if _, err := unix.Write(fd, []byte(msg)); err != nil {
+			log.Warn("audit seal not copied to syslog", "error", err)
+		}
+	}
 }
 
 // aliveEvery is how often the worker tells the loader it still runs, well

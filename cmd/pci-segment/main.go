@@ -33,6 +33,7 @@ type cli struct {
 	Enforce  enforceCmd  `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
 	Detach   detachCmd   `cmd:"" help:"Remove every link and pin of pci-segment (root)."`
 	Status   statusCmd   `cmd:"" help:"Show the running privilege split, pins, links and policy in force (full view as root)."`
+	Audit    auditCmd    `cmd:"" help:"Work with the audit trail."`
 	Worker   workerCmd   `cmd:"" hidden:"" help:"The unprivileged worker; started by enforce only."`
 }
 
@@ -52,6 +53,7 @@ type enforceCmd struct {
 	MetricsAddr string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
 	AllowRoot   bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
 	Mode        string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
+	Syslog      string   `default:"/dev/log" help:"Syslog socket the worker copies each audit epoch's seal to, the anchor that shows a truncated log; empty for none."`
 	Replace     bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
 	Seccomp     string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
 	// Map capacities, fixed for the life of the loader; the defaults are
@@ -141,13 +143,15 @@ func main() {
 		err = loader.Enforce(loader.Config{
 			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
 			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
-			AllowRoot: e.AllowRoot, Replace: e.Replace, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
+			AllowRoot: e.AllowRoot, Replace: e.Replace, Syslog: e.Syslog, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
 		}, log)
 		exit(log, err)
 	case "detach":
 		log := logger("pci-segment", c.LogLevel)
 		exit(log, pins.Detach(c.Detach.PinDir, log))
+	case "audit verify", "audit verify <dir>":
+		os.Exit(c.Audit.Verify.run(os.Stdout, os.Stderr))
 	case "status":
 		os.Exit(c.Status.run(os.Stdout, os.Stderr))
 	case "worker":

@@ -1,0 +1,237 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// readLines reads a file's lines, decompressing a .gz.
+func readLines(path string) ([][]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read audit file: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("read audit file %s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	var lines [][]byte
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, bytes.Clone(sc.Bytes()))
+	}
+	if err := sc.Err(); err != nil {
+		return lines, fmt.Errorf("read audit file %s: %w", path, err)
+	}
+	return lines, nil
+}
+
+// parseLine splits a written line into its record, the bytes its MAC
+// covers (the line without its MAC member) and the MAC.
+func parseLine(line []byte) (Record, []byte, [32]byte, error) {
+	var r Record
+	var m [32]byte
+	i := bytes.LastIndex(line, []byte(macField))
+	if i < 0 || !bytes.HasSuffix(line, []byte(`"}`)) || len(line)-2-(i+len(macField)) != 64 {
+		return r, nil, m, errors.New("no MAC at the end of the line")
+	}
+	if _, err := hex.Decode(m[:], line[i+len(macField):len(line)-2]); err != nil {
+		return r, nil, m, errors.New("malformed MAC")
+	}
+	body := append(bytes.Clone(line[:i]), '}')
+	if err := json.Unmarshal(body, &r); err != nil {
+		return r, nil, m, fmt.Errorf("not a JSON record: %w", err)
+	}
+	return r, body, m, nil
+}
+
+// Problem is the first record that does not verify.
+type Problem struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
+	Seq  uint64 `json:"seq,omitempty"`
+	// Kind is modified, deleted, reordered, inserted, truncated or
+	// malformed.
+	Kind string `json:"kind"`
+	Why  string `json:"why"`
+}
+
+func (p *Problem) Error() string {
+	return fmt.Sprintf("%s:%d: record %d %s: %s", p.File, p.Line, p.Seq, p.Kind, p.Why)
+}
+
+// Report is what Verify found.
+type Report struct {
+	Files   []string `json:"files"`
+	Records int      `json:"records"`
+	Chains  []string `json:"chains"`
+	// Keyed says whether MACs were checked (a key was given for every
+	// chain); without a key only the order and the links are.
+	Keyed   bool     `json:"keyed"`
+	LastSeq uint64   `json:"last_seq"`
+	Problem *Problem `json:"problem,omitempty"`
+}
+
+// Verify checks every audit file of dir in order, across rotations and
+// chain restarts: sequence numbers one after the other, epochs advancing
+// only after a seal, and, for each chain whose first key is in keys, every
+// MAC. With the worker's state (state non-nil), a log that ends before the
+// position the state records was truncated. It stops at the first record
+// that does not verify and names it.
+func Verify(dir string, keys map[string]Key, state *State) (Report, error) {
+	var rep Report
+	files, err := Files(dir)
+	if err != nil {
+		return rep, err
+	}
+	rep.Files, rep.Keyed = files, true
+	var (
+		chain   string
+		key     Key
+		keyed   bool
+		epoch   uint64
+		prev    [32]byte
+		seq     uint64
+		started bool
+		macs    = map[uint64][32]byte{} // of the current chain, for the state check
+		seen    = map[[32]byte]uint64{}
+	)
+	fail := func(file string, line int, s uint64, kind, why string) (Report, error) {
+		rep.Problem = &Problem{File: file, Line: line, Seq: s, Kind: kind, Why: why}
+		return rep, rep.Problem
+	}
+	for _, file := range files {
+		lines, err := readLines(file)
+		if err != nil {
+			return fail(file, 0, 0, "malformed", err.Error())
+		}
+		for i, line := range lines {
+			n := i + 1
+			r, body, m, err := parseLine(line)
+			if err != nil {
+				return fail(file, n, 0, "malformed", err.Error())
+			}
+			if r.Type == TypeChainStart {
+				c, _ := r.Details["chain"].(string)
+				if r.Seq != 1 || r.Epoch != 0 {
+					return fail(file, n, r.Seq, "inserted", "a chain start must be record 1 of epoch 0")
+				}
+				chain, epoch, prev, seq, started = c, 0, [32]byte{}, 0, true
+				key, keyed = keys[c]
+				rep.Keyed = rep.Keyed && keyed
+				rep.Chains = append(rep.Chains, c)
+				clear(macs)
+			}
+			if !started {
+				return fail(file, n, r.Seq, "deleted", "the records before this one, back to its chain's start, are missing")
+			}
+			switch {
+			case r.Seq == seq:
+				return fail(file, n, r.Seq, "inserted", fmt.Sprintf("sequence number %d appears twice", r.Seq))
+			case r.Seq < seq:
+				return fail(file, n, r.Seq, "reordered", fmt.Sprintf("record %d after record %d", r.Seq, seq))
+			case r.Seq > seq+1:
+				if i+1 < len(lines) {
+					if next, _, _, err := parseLine(lines[i+1]); err == nil && next.Seq == seq+1 {
+						return fail(file, n, r.Seq, "reordered", fmt.Sprintf("records %d and %d are swapped", seq+1, r.Seq))
+					}
+				}
+				kind := "deleted"
+				if i == 0 && file != files[0] {
+					kind = "deleted (a whole file is missing before this one)"
+				}
+				return fail(file, n, r.Seq, kind, fmt.Sprintf("records %d to %d are missing", seq+1, r.Seq-1))
+			case r.Epoch != epoch:
+				return fail(file, n, r.Seq, "modified", fmt.Sprintf("epoch %d where the chain is in epoch %d", r.Epoch, epoch))
+			}
+			if keyed && mac(key, prev, body) != m {
+				return fail(file, n, r.Seq, "modified", "its MAC does not match its bytes and the record before it")
+			}
+			// Without the key, a MAC appearing twice still shows a
+			// copied record.
+			if s, dup := seen[m]; dup {
+				return fail(file, n, r.Seq, "inserted", fmt.Sprintf("the MAC of record %d appears again", s))
+			}
+			seen[m] = r.Seq
+			macs[r.Seq] = m
+			prev, seq = m, r.Seq
+			rep.Records++
+			if r.Type == TypeEpochSealed {
+				key, epoch = Evolve(key), epoch+1
+			}
+		}
+	}
+	rep.LastSeq = seq
+	if state != nil && state.Chain == chain {
+		want, _ := hex.DecodeString(state.MAC)
+		switch {
+		case seq < state.Seq:
+			last := ""
+			if len(files) > 0 {
+				last = files[len(files)-1]
+			}
+			return fail(last, 0, seq, "truncated", fmt.Sprintf("the log ends at record %d, but the worker's state says record %d was written", seq, state.Seq))
+		case state.Seq > 0 && !bytes.Equal(want, macOf(macs, state.Seq)):
+			return fail(filepath.Join(dir, FileName), 0, state.Seq, "modified", "record the worker's state points at does not carry the MAC the state holds")
+		}
+	}
+	return rep, nil
+}
+
+func macOf(macs map[uint64][32]byte, seq uint64) []byte {
+	m, ok := macs[seq]
+	if !ok {
+		return nil
+	}
+	return m[:]
+}
+
+// KeyFile is how the loader keeps a chain's first key for the auditor:
+// one file per chain, named by it, holding the key in hex.
+func KeyFile(dir, chain string) string { return filepath.Join(dir, chain+".key") }
+
+// ReadKeys reads first keys: a key file, or a directory of them.
+func ReadKeys(path string) (map[string]Key, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read audit key: %w", err)
+	}
+	files := []string{path}
+	if st.IsDir() {
+		files, _ = filepath.Glob(filepath.Join(path, "*.key"))
+	}
+	keys := map[string]Key{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read audit key: %w", err)
+		}
+		var k Key
+		raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(raw) != len(k) {
+			return nil, fmt.Errorf("audit key %s: want %d bytes in hex", f, len(k))
+		}
+		copy(k[:], raw)
+		keys[strings.TrimSuffix(filepath.Base(f), ".key")] = k
+	}
+	return keys, nil
+}

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pci-segment/pci-segment/lab"
+)
+
+// The audit trail of a real run: the loader keeps the chain's first key,
+// root-only, for the auditor; the worker seals each epoch and copies the
+// seal to syslog; `audit verify` with that key finds the chain intact,
+// across a restart that goes on with the same chain.
+func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	sock := filepath.Join(worldDir(t), "syslog")
+	syslog, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syslog.Close()
+	os.Chmod(sock, 0o666)
+	seals := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, err := syslog.Read(buf)
+			if err != nil {
+				return
+			}
+			seals <- string(buf[:n])
+		}
+	}()
+
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--syslog", sock}})
+
+	// More denied packets than an epoch holds: the seal must follow.
+	err = l.Do(l.PeerNS, func() error {
+		c, err := net.Dial("udp", ap(l.Host4, 9999).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range 1100 {
+			c.Write([]byte("x"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-seals:
+		if !strings.Contains(s, `"type":"epoch_sealed"`) || !strings.Contains(s, "pci-segment-audit") {
+			t.Errorf("syslog got %q, want the epoch's seal record", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no seal reached syslog")
+	}
+
+	keys := filepath.Join(e.stateDir, "audit-keys")
+	entries, err := os.ReadDir(keys)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("audit-keys holds %v (%v), want one first key", entries, err)
+	}
+	for p, mode := range map[string]os.FileMode{keys: os.ModeDir | 0o700, filepath.Join(keys, entries[0].Name()): 0o400} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != mode || st.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("%s: mode %v uid %d, want %v and root's", p, st.Mode(), st.Sys().(*syscall.Stat_t).Uid, mode)
+		}
+	}
+
+	verify := func(wantChains string) {
+		t.Helper()
+		out, err := exec.Command(binary, "audit", "verify", "--key", keys, "--state-dir", e.stateDir, e.auditDir).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "intact") || !strings.Contains(string(out), wantChains) {
+			t.Errorf("audit verify: %v\n%s", err, out)
+		}
+	}
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	e.wait(t)
+	verify("1 chains")
+
+	// A restart goes on with the chain: no new key, still one chain.
+	again := startEnforcing(t, l, dir, enforceOpts{pinDir: e.pinDir, args: []string{"--syslog", sock,
+		"--audit-dir", e.auditDir, "--state-dir", e.stateDir}, account: e.user})
+	again.cmd.Process.Signal(syscall.SIGTERM)
+	again.wait(t)
+	if entries, _ := os.ReadDir(keys); len(entries) != 1 {
+		t.Errorf("a restart with chain state made another first key: %v", entries)
+	}
+	verify("1 chains")
+
+	// One byte changed in a record: verify names it.
+	log := filepath.Join(e.auditDir, "audit.log")
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(b), `"outcome":"deny"`)
+	b[i+len(`"outcome":"`)] = 'D'
+	os.WriteFile(log, b, 0o640)
+	out, err := exec.Command(binary, "audit", "verify", "--key", keys, "--state-dir", e.stateDir, e.auditDir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "FAILED") || !strings.Contains(string(out), "modified") {
+		t.Errorf("audit verify of an edited log: %v\n%s", err, out)
+	}
+}
