@@ -174,12 +174,15 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 	if err := pm.Halves.Put(half, hc); err != nil {
 		return fmt.Errorf("write half %d settings: %w", half, err)
 	}
+	// The info map names the generation before it goes live, so that a
+	// writer stopped between here and the flip never lets the next set
+	// reuse a generation that was live (the loader starts from it).
+	if err := pm.Info.Put(uint32(0), bpf.DatapathInfoValue{Generation: gen, SetHash: setHash, Layout: bpf.LayoutVersion}); err != nil {
+		return fmt.Errorf("record generation %d in info map: %w", gen, err)
+	}
 	// The flip: from here on every new packet reads the new half.
 	if err := pm.Selector.Put(uint32(0), bpf.DatapathSelectorValue{Active: half}); err != nil {
 		return fmt.Errorf("flip selector to half %d: %w", half, err)
-	}
-	if err := pm.Info.Put(uint32(0), bpf.DatapathInfoValue{Generation: gen, SetHash: setHash, Layout: bpf.LayoutVersion}); err != nil {
-		return fmt.Errorf("record generation %d in info map: %w", gen, err)
 	}
 	return nil
 }

@@ -107,8 +107,8 @@ func pinnedLinksIn(t *testing.T, dir string) map[string][2]uint32 {
 		}
 		out[en.Name()] = [2]uint32{uint32(info.ID), uint32(info.Program)}
 	}
-	if len(out) != 2 {
-		t.Fatalf("pinned links %v, want ingress and egress", out)
+	if len(out) < 2 {
+		t.Fatalf("pinned links %v, want ingress and egress at least", out)
 	}
 	return out
 }
@@ -248,6 +248,20 @@ func oldLayoutPins(t *testing.T, l *lab.Lab, pinDir string) (linkID uint32) {
 	if err := lk.Pin(filepath.Join(dir, pins.LinkName(l.HostIfIndex, "ingress"))); err != nil {
 		t.Fatal(err)
 	}
+	// And one on the namespace's loopback, which the new --interface
+	// does not name: replacing the layout must not detach it.
+	var lo link.Link
+	err = l.Do(l.HostNS, func() (err error) {
+		lo, err = link.AttachTCX(link.TCXOptions{Interface: 1, Program: prog, Attach: ebpf.AttachTCXIngress})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
+	if err := lo.Pin(filepath.Join(dir, pins.LinkName(1, "ingress"))); err != nil {
+		t.Fatal(err)
+	}
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "selector", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +288,7 @@ func TestPinsOfAnotherLayoutNeedReplace(t *testing.T) {
 	refused := newEnforcer(t, l, dir, enforceOpts{})
 	oldLink := oldLayoutPins(t, l, refused.pinDir)
 	failsToStartLeaving(t, refused, "layout v1", "--replace")
-	if left := pinsLeft(t, refused.pinDir); len(left) != 4 { // the directory, v1, its link and its map
+	if left := pinsLeft(t, refused.pinDir); len(left) != 5 { // the directory, v1, its two links and its map
 		t.Errorf("a refused start changed the pins: %v", left)
 	}
 	if in, eg := tcxPrograms(t, l); in != 1 || eg != 0 {
@@ -300,6 +314,19 @@ func TestPinsOfAnotherLayoutNeedReplace(t *testing.T) {
 	}
 	if in, eg := tcxPrograms(t, l); in != 1 || eg != 1 {
 		t.Errorf("%d ingress and %d egress programs attached, want one each", in, eg)
+	}
+	err = l.Do(l.HostNS, func() error {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: 1, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return err
+		}
+		if len(res.Programs) != 1 {
+			t.Errorf("loopback ingress has %d programs after the replacement, want the old link kept", len(res.Programs))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
 	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
@@ -452,8 +479,6 @@ func TestInterfacesThatComeAndGoAreFollowed(t *testing.T) {
 	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
 	// The lab's host interface starts with "vh"; the namespace is the
 	// lab's own, so the glob matches only what this test makes.
-	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--interface", "vh*"}})
-	name := "vhnew" + randomHex(t, 2)
 	ip := func(args ...string) {
 		t.Helper()
 		out, err := exec.Command("ip", append([]string{"-n", l.HostNS}, args...)...).CombinedOutput()
@@ -461,6 +486,14 @@ func TestInterfacesThatComeAndGoAreFollowed(t *testing.T) {
 			t.Fatalf("ip %v: %v\n%s", args, err, out)
 		}
 	}
+	// A named interface that goes away first must not stop the glob from
+	// being followed.
+	fixed := "zzfix" + randomHex(t, 2)
+	ip("link", "add", fixed, "type", "veth", "peer", "name", "x"+fixed)
+	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--interface", "vh*", "--interface", fixed}})
+	ip("link", "del", fixed)
+	e.waitLog(t, "interface gone, and its links with it: interface="+fixed, 1)
+	name := "vhnew" + randomHex(t, 2)
 	ip("link", "add", name, "type", "veth", "peer", "name", "x"+name)
 	ip("link", "set", name, "up")
 	e.waitLog(t, "enforcing on a new interface: interface="+name, 1)
@@ -499,8 +532,8 @@ func TestInterfacesThatComeAndGoAreFollowed(t *testing.T) {
 	for _, r := range e.auditRecords(t, "link_changed") {
 		changes = append(changes, r.Resource)
 	}
-	if len(changes) != 2 || changes[0] != name || changes[1] != name {
-		t.Errorf("link_changed records for %v, want %s attached then gone", changes, name)
+	if len(changes) != 3 || changes[0] != fixed || changes[1] != name || changes[2] != name {
+		t.Errorf("link_changed records for %v, want %s gone, then %s attached and gone", changes, fixed, name)
 	}
 }
 

@@ -1,10 +1,14 @@
 package loader
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pci-segment/pci-segment/bpf"
@@ -28,13 +32,26 @@ type follower struct {
 
 func (f *follower) follow() []ipc.Event {
 	var events []ipc.Event
-	now, err := netif.Resolve(f.cfg.Interfaces)
-	if err != nil {
-		f.log.Debug("no interface to add", "reason", err)
+	// Each --interface on its own: one that matches nothing now must not
+	// hide the others' new matches.
+	var now []netif.Interface
+	names := [][]string{nil}
+	if len(f.cfg.Interfaces) > 0 {
+		names = nil
+		for _, n := range f.cfg.Interfaces {
+			names = append(names, []string{n})
+		}
+	}
+	for _, n := range names {
+		found, err := netif.Resolve(n)
+		if err != nil {
+			f.log.Debug("no interface to add", "interface", n, "reason", err)
+		}
+		now = append(now, found...)
 	}
 	var fresh []netif.Interface
 	for _, i := range now {
-		if _, ok := f.attached[i.Index]; !ok {
+		if _, ok := f.attached[i.Index]; !ok && !slices.ContainsFunc(fresh, func(x netif.Interface) bool { return x.Index == i.Index }) {
 			fresh = append(fresh, i)
 		}
 	}
@@ -57,7 +74,9 @@ func (f *follower) follow() []ipc.Event {
 		}
 	}
 	for index, name := range f.attached {
-		if _, err := net.InterfaceByIndex(index); err == nil {
+		// Gone means the kernel says so; any other failure to look
+		// (netlink, descriptors) leaves the links alone.
+		if _, err := net.InterfaceByIndex(index); err == nil || !strings.Contains(err.Error(), "no such network interface") {
 			continue
 		}
 		for _, dir := range []string{"ingress", "egress"} {
@@ -68,4 +87,41 @@ func (f *follower) follow() []ipc.Event {
 		events = append(events, ipc.Event{Kind: ipc.EventLinkDetached, Ifindex: uint32(index), Text: name})
 	}
 	return events
+}
+
+// keepStray swaps this build's programs onto an old layout's links that
+// --interface no longer names but whose interface still exists, so that
+// replacing the old pins never detaches them: removing enforcement is for
+// `detach`. They are pinned with the rest (added to links).
+func keepStray(objs *bpf.DatapathObjects, old []string, links map[string]link.Link, log hclog.Logger) error {
+	for _, d := range old {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return fmt.Errorf("read old pin directory: %w", err)
+		}
+		for _, e := range entries {
+			var index int
+			var dir string
+			if _, err := fmt.Sscanf(strings.ReplaceAll(e.Name(), "_", " "), "link %d %s", &index, &dir); err != nil {
+				continue
+			}
+			if _, ours := links[e.Name()]; ours {
+				continue
+			}
+			if _, err := net.InterfaceByIndex(index); err != nil {
+				continue // gone: its link went with it
+			}
+			prog := objs.PciIngress
+			if dir == "egress" {
+				prog = objs.PciEgress
+			}
+			l, err := pins.Swap(filepath.Join(d, e.Name()), prog)
+			if err != nil {
+				return err
+			}
+			links[e.Name()] = l
+			log.Warn("kept enforcing on an interface --interface no longer names; `detach` removes it", "ifindex", index, "direction", dir)
+		}
+	}
+	return nil
 }

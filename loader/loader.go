@@ -124,14 +124,15 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		if err := checkReduced(); err != nil {
 			return err
 		}
-		// Nothing pinned (a start that failed): leave no empty directory.
-		defer pins.RemoveIfEmpty(cfg.PinDir)
 		objs, readOnly, lock, keys, err := adopt(spec, cfg.Sizes)
 		if err != nil {
+			pins.RemoveIfEmpty(cfg.PinDir)
 			return err
 		}
 		defer objs.Close()
-		defer lock.Close()
+		defer lock.Close() // last: the directory goes while still locked
+		// Nothing pinned (a start that failed): leave no empty directory.
+		defer pins.RemoveIfEmpty(cfg.PinDir)
 		defer keys.Close()
 		return run(cfg, log, objs, readOnly, keys)
 	}
@@ -224,7 +225,13 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 			pins.CarryConntrack(d, objs.Conntrack, log)
 		}
 		links, err := attach(objs, ifaces, cfg.PinDir, old)
+		if err == nil {
+			err = keepStray(objs, old, links, log)
+		}
 		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
 			return err
 		}
 		if err := pins.Pin(cfg.PinDir, objs.All(), links); err != nil {
@@ -254,6 +261,15 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 		for i, f := range ifaces {
 			names[i] = f.Name
 			follow.attached[f.Index] = f.Name
+		}
+		for name := range links {
+			var index int
+			var dir string
+			if _, err := fmt.Sscanf(strings.ReplaceAll(name, "_", " "), "link %d %s", &index, &dir); err == nil {
+				if _, ok := follow.attached[index]; !ok {
+					follow.attached[index] = fmt.Sprintf("ifindex %d", index)
+				}
+			}
 		}
 		log.Info("enforcing", "interfaces", strings.Join(names, ","), "pin_dir", pins.LayoutDir(cfg.PinDir), "worker_pid", sup.w.pid)
 		return nil

@@ -163,7 +163,14 @@ func (s *supervisor) start() error {
 		return err
 	}
 	s.w, s.conn, s.started = w, conn, time.Now()
-	s.mon = ipc.Monitor{Next: s.mon.Next}
+	// A worker that went mid-apply may have made its set live without
+	// telling: the next never reuses a generation the maps have seen.
+	next := s.mon.Next
+	var info bpf.DatapathInfoValue
+	if err := s.maps.Info.Lookup(uint32(0), &info); err == nil {
+		next = max(next, info.Generation+1)
+	}
+	s.mon = ipc.Monitor{Next: next}
 	s.log.Info("worker started", "pid", w.pid, "user", s.acct.user, "group", s.acct.group)
 	s.msgs, s.quit = make(chan received), make(chan struct{})
 	go func(c *ipc.Conn, out chan<- received, quit <-chan struct{}) {
@@ -309,6 +316,9 @@ func (s *supervisor) handle(m ipc.Message) error {
 				return fatal{err}
 			}
 			s.attached = true
+			// What changed while it started (the netlink signals came
+			// before anything was attached).
+			s.followLinks()
 		}
 		s.notify("READY=1", fmt.Sprintf("STATUS=enforcing policy generation %d", m.Generation))
 	case ipc.Refused:
@@ -391,6 +401,9 @@ func (s *supervisor) notify(state ...string) {
 // a worker with a policy in force, for the audit log. (One still starting
 // expects its maps first; the loader's log has the change.)
 func (s *supervisor) followLinks() {
+	if s.onLinks == nil {
+		return
+	}
 	for _, ev := range s.onLinks() {
 		if s.mon.State != ipc.StateRunning {
 			continue

@@ -64,22 +64,33 @@ var ErrLocked = errors.New("another pci-segment enforce holds the pin directory"
 // Lock takes the single-instance lock of pinDir, creating the directory:
 // an exclusive flock on it, held for as long as the returned file is open
 // (across an exec too). The kernel drops it when its holder dies, however.
+//
+// A directory removed after this process opened it but before it got the
+// lock (its holder removes an empty one when it ends) is a lock on nothing:
+// the lock counts only when the path still names the directory locked.
 func Lock(pinDir string) (*os.File, error) {
-	if err := os.MkdirAll(pinDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create pin directory %s: %w", pinDir, err)
-	}
-	f, err := os.Open(pinDir)
-	if err != nil {
-		return nil, fmt.Errorf("open pin directory %s: %w", pinDir, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s: %w (pid %d)", pinDir, ErrLocked, Holder(pinDir))
+	for {
+		if err := os.MkdirAll(pinDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create pin directory %s: %w", pinDir, err)
 		}
-		return nil, fmt.Errorf("lock pin directory %s: %w", pinDir, err)
+		f, err := os.Open(pinDir)
+		if err != nil {
+			return nil, fmt.Errorf("open pin directory %s: %w", pinDir, err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s: %w (pid %d)", pinDir, ErrLocked, Holder(pinDir))
+			}
+			return nil, fmt.Errorf("lock pin directory %s: %w", pinDir, err)
+		}
+		var locked, named unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &locked) == nil && unix.Stat(pinDir, &named) == nil &&
+			locked.Dev == named.Dev && locked.Ino == named.Ino {
+			return f, nil
+		}
+		f.Close()
 	}
-	return f, nil
 }
 
 // Holder returns the pid holding pinDir's lock, as /proc/locks tells it

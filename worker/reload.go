@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -20,13 +21,15 @@ import (
 
 // Reload timing. A burst of file events (an editor's save, a configuration
 // tool replacing several files) becomes one reload once the directories
-// have been quiet for settle, or after settleMax at the latest. Reloads are
-// at least reloadGap apart, which keeps the worker inside the loader's
-// rate for Applied and Refused (30 a minute) however often SIGHUP comes.
+// have been quiet for settle, or after settleMax at the latest. A reload
+// starts at least reloadGap after the previous one (or the start) ended,
+// which keeps the worker well inside the loader's rate for Applied and
+// Refused (30 a minute, the start's Applied included) however often SIGHUP
+// comes.
 const (
 	settle    = 500 * time.Millisecond
 	settleMax = 5 * time.Second
-	reloadGap = 2 * time.Second
+	reloadGap = 2500 * time.Millisecond
 )
 
 // applier is the only writer of the policy halves: one set at a time, each
@@ -42,6 +45,9 @@ type applier struct {
 	// gen and hash are the generation and set hash in force.
 	gen  uint64
 	hash [32]byte
+	// hup is a SIGHUP not yet served: it survives a full trigger channel,
+	// so that every RELOADING the loader told systemd gets its READY.
+	hup atomic.Bool
 }
 
 // load reads and compiles the policy files.
@@ -132,24 +138,25 @@ const (
 // arrives meanwhile is coalesced into one. It returns when the channel to
 // the loader fails.
 func (a *applier) reloads(triggers <-chan string) error {
-	var last time.Time
+	last := time.Now() // the start's Applied
 	for trigger := range triggers {
 		if wait := reloadGap - time.Since(last); wait > 0 {
 			time.Sleep(wait)
 		}
-		// A SIGHUP coalesced with file changes is still a SIGHUP.
 		for drained := false; !drained; {
 			select {
-			case t := <-triggers:
-				if t == triggerSIGHUP {
-					trigger = t
-				}
+			case <-triggers:
 			default:
 				drained = true
 			}
 		}
+		// A SIGHUP coalesced with file changes is still a SIGHUP.
+		if a.hup.Swap(false) {
+			trigger = triggerSIGHUP
+		}
+		err := a.reload(trigger)
 		last = time.Now()
-		if err := a.reload(trigger); err != nil {
+		if err != nil {
 			return err
 		}
 	}

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -196,6 +197,21 @@ func Run(cfg Config, log hclog.Logger) error {
 		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(), Resource: o,
 			Details: map[string]any{"production": "not allowed (PCI-DSS Req 2.2.4)"}})
 	}
+	// Watched before the first read, so that an edit while it loads is
+	// not missed: it becomes a reload right after.
+	triggers := make(chan string, 4)
+	dirs, err := confine.PolicyDirs(cfg.Policies)
+	if err == nil {
+		var w interface{ Close() error }
+		if w, err = watch(dirs, triggers, log); err == nil {
+			defer w.Close()
+		}
+	}
+	if err != nil {
+		// SIGHUP still reloads; the operator must know that edits alone
+		// do not.
+		log.Error("policy directories not watched; reload with SIGHUP", "error", err)
+	}
 	a := &applier{cfg: cfg, labels: labels, pm: datapath.Writer(maps), rec: rec, met: met, log: log, conn: conn}
 	a.pm.Monitor = cfg.Monitor
 	if cfg.Monitor {
@@ -232,21 +248,8 @@ func Run(cfg Config, log hclog.Logger) error {
 	// The loader closes the channel when it goes; its death also kills us
 	// through the parent-death signal.
 	closed := make(chan error, 2)
-	triggers := make(chan string, 4)
-	go func() { closed <- rec.fromLoader(conn, triggers) }()
+	go func() { closed <- rec.fromLoader(conn, triggers, &a.hup) }()
 	go func() { closed <- a.reloads(triggers) }()
-	dirs, err := confine.PolicyDirs(cfg.Policies)
-	if err == nil {
-		var w interface{ Close() error }
-		if w, err = watch(dirs, triggers, log); err == nil {
-			defer w.Close()
-		}
-	}
-	if err != nil {
-		// SIGHUP still reloads; the operator must know that edits alone
-		// do not.
-		log.Error("policy directories not watched; reload with SIGHUP", "error", err)
-	}
 	go keepAlive(conn, log)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
@@ -344,7 +347,7 @@ func keepAlive(conn *ipc.Conn, log hclog.Logger) {
 
 // fromLoader handles the loader's messages until the channel fails or a
 // message is not one the worker accepts.
-func (r *recorder) fromLoader(conn *ipc.Conn, triggers chan<- string) error {
+func (r *recorder) fromLoader(conn *ipc.Conn, triggers chan<- string, hup *atomic.Bool) error {
 	for {
 		m, err := conn.Recv(context.Background())
 		if err != nil {
@@ -354,6 +357,7 @@ func (r *recorder) fromLoader(conn *ipc.Conn, triggers chan<- string) error {
 		case ipc.Event:
 			r.write(loaderEvent(m))
 		case ipc.Reload:
+			hup.Store(true)
 			request(triggers, triggerSIGHUP)
 		default:
 			ipc.CloseFDs(m)
