@@ -311,7 +311,7 @@ func (w *Writer) resume(st State) error {
 	w.chain, w.epoch, w.seq = st.Chain, st.Epoch, st.Seq
 	copy(w.key[:], key)
 	copy(w.prev[:], prev)
-	tail, err := readLines(filepath.Join(w.dir, FileName))
+	tail, err := linesAfter(w.dir, st.Seq)
 	if err != nil {
 		return err
 	}
@@ -341,6 +341,29 @@ func (w *Writer) resume(st State) error {
 		d["unverified_lines_after_state"] = unverified
 	}
 	return w.append(Record{Type: TypeServiceStart, Outcome: "success", Who: "pci-segment worker", Details: d})
+}
+
+// linesAfter reads the lines written since record seq: from the newest
+// files back to the one that holds seq (a rotation may have come since).
+func linesAfter(dir string, seq uint64) ([][]byte, error) {
+	files, err := Files(dir)
+	if err != nil {
+		return nil, err
+	}
+	var tail [][]byte
+	for i := len(files) - 1; i >= 0; i-- {
+		lines, err := readLines(files[i])
+		if err != nil {
+			return nil, err
+		}
+		tail = append(lines, tail...)
+		if len(lines) > 0 {
+			if r, _, _, err := parseLine(lines[0]); err == nil && r.Seq <= seq {
+				break
+			}
+		}
+	}
+	return tail, nil
 }
 
 // Write appends r to the chain. Its error is for the caller to count: a

@@ -354,3 +354,27 @@ func TestEncodeIsJSONMarshal(t *testing.T) {
 		}
 	}
 }
+
+// A writer restarted after a rotation goes on from the records in the
+// rotated file too.
+func TestRestartAfterARotationGoesOnFromTheRotatedFile(t *testing.T) {
+	dir, stateDir, chain, first := chainDirs(t)
+	w, err := Open(dir, stateDir, chain, first, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 1100, 0)
+	w.Rotate()
+	writeN(t, w, 5, 0)
+	w.Close()
+	w, err = Open(dir, stateDir, "", Key{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 5, 0)
+	w.Close()
+	st, _ := LoadState(stateDir)
+	if rep, err := Verify(dir, map[string]Key{chain: first}, &st); err != nil || len(rep.Chains) != 1 {
+		t.Fatalf("after a restart past a rotation: %+v, %v", rep, err)
+	}
+}

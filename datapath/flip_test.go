@@ -16,6 +16,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/pins"
+	"github.com/pci-segment/pci-segment/testenv"
 )
 
 // The two versions of the flip tests: v2 takes 10.5.0.0/16 out of v1's
@@ -287,5 +288,56 @@ func TestMonitorModePassesCountsAndReports(t *testing.T) {
 	}
 	if got := run(t, objs.PciEgress, denied); got != verdictDrop {
 		t.Errorf("enforce mode after monitor: %#x for the same flow, want TCX_DROP", got)
+	}
+}
+
+// A flood the ring buffer cannot hold: with the buffer shrunk and nobody
+// reading, 10,000 denied packets are each dropped, and the events in the
+// ring plus the losses counted per CPU are exactly 10,000.
+func TestEveryDeniedPacketIsRecordedOrCountedLost(t *testing.T) {
+	testenv.RequireRoot(t)
+	spec, err := bpf.SpecWithSizes(bpf.DefaultSizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Maps[bpf.DatapathMapEvents].MaxEntries = 4096 // a page: a few dozen events
+	var objs bpf.DatapathObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	set1, c1 := compileYAML(t, flipV1, "")
+	if err := writerOf(&objs).Apply(c1, 1, set1.Hash); err != nil {
+		t.Fatal(err)
+	}
+	const sent = 10000
+	for i := range sent {
+		if got := run(t, objs.PciEgress, egressTCP("192.0.2.1", uint16(1024+i%60000), 22)); got != verdictDrop {
+			t.Fatalf("packet %d: %#x, want dropped whatever the ring holds", i, got)
+		}
+	}
+	var per []bpf.DatapathCounter
+	if err := objs.Counters.Lookup(uint32(bpf.CounterEventsLost), &per); err != nil {
+		t.Fatal(err)
+	}
+	var lost uint64
+	for _, c := range per {
+		lost += c.Packets
+	}
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	events := 0
+	for {
+		rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := rd.Read(); err != nil {
+			break
+		}
+		events++
+	}
+	if lost == 0 || events == 0 || uint64(events)+lost != sent {
+		t.Errorf("%d events in the ring and %d counted lost, want them to add up to %d (with some of each)", events, lost, sent)
 	}
 }

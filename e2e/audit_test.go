@@ -43,14 +43,24 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
 	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--syslog", sock}})
 
-	// More denied packets than an epoch holds: the seal must follow.
+	// More denied flows than an epoch holds (each its own source port):
+	// the seal must follow. Then one flow sent 500 times: one record and
+	// one with the repeats, not 500.
 	err = l.Do(l.PeerNS, func() error {
-		c, err := net.Dial("udp", ap(l.Host4, 9999).String())
+		for range 1100 {
+			c, err := net.Dial("udp", ap(l.Host4, 9999).String())
+			if err != nil {
+				return err
+			}
+			c.Write([]byte("x"))
+			c.Close()
+		}
+		c, err := net.Dial("udp", ap(l.Host4, 9998).String())
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		for range 1100 {
+		for range 500 {
 			c.Write([]byte("x"))
 		}
 		return nil
@@ -65,6 +75,33 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no seal reached syslog")
+	}
+
+	var flood, repeats int
+	for deadline := time.Now().Add(5 * time.Second); repeats == 0 && time.Now().Before(deadline); {
+		flood, repeats = 0, 0
+		for _, r := range e.auditRecords(t, "packet_denied") {
+			if r.Details["dport"] == float64(9998) {
+				flood++
+				if n, ok := r.Details["repeats"].(float64); ok {
+					repeats += int(n)
+				}
+			}
+		}
+	}
+	if flood != 2 || repeats != 499 {
+		t.Errorf("a flow sent 500 times made %d records with %d repeats, want 2 with 499", flood, repeats)
+	}
+
+	// Rotation on SIGUSR1 to the loader, which passes it on.
+	e.cmd.Process.Signal(syscall.SIGUSR1)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if rotated, _ := filepath.Glob(filepath.Join(e.auditDir, "audit-*.log")); len(rotated) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGUSR1 rotated nothing")
+		}
 	}
 
 	keys := filepath.Join(e.stateDir, "audit-keys")
@@ -91,7 +128,7 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 	}
 	e.cmd.Process.Signal(syscall.SIGTERM)
 	e.wait(t)
-	verify("1 chains")
+	verify("in 2 files, 1 chains")
 
 	// A restart goes on with the chain: no new key, still one chain.
 	again := startEnforcing(t, l, dir, enforceOpts{pinDir: e.pinDir, args: []string{"--syslog", sock,
@@ -104,14 +141,14 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 	verify("1 chains")
 
 	// One byte changed in a record: verify names it.
-	log := filepath.Join(e.auditDir, "audit.log")
-	b, err := os.ReadFile(log)
+	log, _ := filepath.Glob(filepath.Join(e.auditDir, "audit-*.log"))
+	b, err := os.ReadFile(log[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	i := strings.Index(string(b), `"outcome":"deny"`)
 	b[i+len(`"outcome":"`)] = 'D'
-	os.WriteFile(log, b, 0o640)
+	os.WriteFile(log[0], b, 0o640)
 	out, err := exec.Command(binary, "audit", "verify", "--key", keys, "--state-dir", e.stateDir, e.auditDir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "FAILED") || !strings.Contains(string(out), "modified") {
 		t.Errorf("audit verify of an edited log: %v\n%s", err, out)

@@ -202,7 +202,7 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 	// Signals are caught before the first worker starts, so that SIGTERM
 	// while it starts stops it too.
 	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, keys: keys, log: log}
 	// Generations only grow, also over adopted maps: connection tracking
 	// entries of the previous instance are judged again.

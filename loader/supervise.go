@@ -140,10 +140,15 @@ func (s *supervisor) pause(sigc <-chan os.Signal, d time.Duration) os.Signal {
 	for {
 		select {
 		case sig := <-sigc:
-			if sig != syscall.SIGHUP {
+			switch sig {
+			case syscall.SIGHUP:
+				s.log.Info("reload requested while no worker runs; the next one reads the policies afresh")
+			case syscall.SIGUSR1:
+				s.log.Info("audit rotation requested while no worker runs; the next one opens a fresh file at its size limit")
+			default:
+				s.notify("STOPPING=1")
 				return sig
 			}
-			s.log.Info("reload requested while no worker runs; the next one reads the policies afresh")
 		case <-t.C:
 			return nil
 		}
@@ -214,10 +219,17 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 	for {
 		select {
 		case sig := <-sigc:
-			if sig != syscall.SIGHUP {
+			switch sig {
+			case syscall.SIGHUP:
+				s.reload()
+			case syscall.SIGUSR1:
+				// Audit rotation, which the worker does: logrotate and
+				// `systemctl kill -s USR1` signal the service's main
+				// process, this one.
+				s.w.proc.Signal(syscall.SIGUSR1)
+			default:
 				return signalled{sig}
 			}
-			s.reload()
 		case <-s.w.done:
 			if err := s.drain(); err != nil {
 				return err

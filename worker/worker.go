@@ -244,6 +244,9 @@ func Run(cfg Config, log hclog.Logger) error {
 		defer wg.Done()
 		rec.events(rd)
 	}()
+	stopSweep := make(chan struct{})
+	defer close(stopSweep)
+	go rec.sweep(maps[bpf.DatapathMapCounters], stopSweep)
 
 	// The loader closes the channel when it goes; its death also kills us
 	// through the parent-death signal.
@@ -252,15 +255,28 @@ func Run(cfg Config, log hclog.Logger) error {
 	go func() { closed <- a.reloads(triggers) }()
 	go keepAlive(conn, log)
 	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	var result error
-	select {
-	case s := <-sigc:
-		log.Info("stopping", "signal", s.String())
-	case err := <-closed:
-		result = fmt.Errorf("channel to loader: %w", err)
-	case err := <-served:
-		result = fmt.Errorf("metrics server: %w", err)
+wait:
+	for {
+		select {
+		case s := <-sigc:
+			if s == syscall.SIGUSR1 {
+				// logrotate's way: a new file now, the chain carried on.
+				if err := aw.Rotate(); err != nil {
+					log.Error("rotate the audit log", "error", err)
+				}
+				continue
+			}
+			log.Info("stopping", "signal", s.String())
+			break wait
+		case err := <-closed:
+			result = fmt.Errorf("channel to loader: %w", err)
+			break wait
+		case err := <-served:
+			result = fmt.Errorf("metrics server: %w", err)
+			break wait
+		}
 	}
 	rd.Close()
 	wg.Wait()
@@ -487,6 +503,7 @@ type recorder struct {
 	m      *metrics.Metrics
 	log    hclog.Logger
 	ifname sync.Map // ifindex → name
+	flows  flows
 }
 
 func (r *recorder) write(rec audit.Record) {
@@ -498,6 +515,8 @@ func (r *recorder) write(rec audit.Record) {
 	r.m.AuditRecords.Inc()
 }
 
+// events writes a record for each denied packet the datapath reports,
+// repeats of a flow folded (floods.go).
 func (r *recorder) events(rd *ringbuf.Reader) {
 	for {
 		rb, err := rd.Read()
@@ -512,7 +531,38 @@ func (r *recorder) events(rd *ringbuf.Reader) {
 			r.log.Error("malformed event from datapath", "bytes", len(rb.RawSample), "error", err)
 			continue
 		}
-		r.write(r.denied(&e))
+		if rec := r.denied(&e); r.flows.seen(e, rec, time.Now()) {
+			r.write(rec)
+		}
+	}
+}
+
+// sweep writes, every tick until stop, the folded repeats of floods whose
+// window closed and a gap record for any event the ring buffer lost.
+func (r *recorder) sweep(counters *ebpf.Map, stop <-chan struct{}) {
+	loss := &lossWatch{counters: counters}
+	// Losses from before this worker were counted in the audit log by
+	// the one before (or are in the datapath's counters, which status
+	// and metrics show): start from now.
+	loss.gap()
+	t := time.NewTicker(floodWindow / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			for _, rec := range r.flows.closed(now) {
+				r.write(rec)
+			}
+			rec, ok, err := loss.gap()
+			if err != nil {
+				r.log.Warn("read the datapath's lost-event counter", "error", err)
+			} else if ok {
+				r.log.Warn("the ring buffer lost denied-packet events; a gap record says how many", "count", rec.Details["count"])
+				r.write(rec)
+			}
+		}
 	}
 }
 
