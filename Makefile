@@ -80,8 +80,9 @@ test: deps build
 	@# A short run of the fuzzer over what a compromised worker can send.
 	@# Counted, not timed: Go 1.26's coordinator can fail a timed run at its
 	@# deadline with "context deadline exceeded" and no crasher (golang/go#75804).
-	$(GO) test -run '^$$' -fuzz '^FuzzLoaderDecode$$' -fuzztime 500000x ./ipc
-	$(GO) test -run '^$$' -fuzz '^FuzzLoaderRecv$$' -fuzztime 20000x ./ipc
+	@# Minimizing a new input is bounded too: unbounded, it stalls a run a minute.
+	$(GO) test -run '^$$' -fuzz '^FuzzLoaderDecode$$' -fuzztime 500000x -fuzzminimizetime 200x ./ipc
+	$(GO) test -run '^$$' -fuzz '^FuzzLoaderRecv$$' -fuzztime 20000x -fuzzminimizetime 200x ./ipc
 
 demo: deps build
 	PCI_SEGMENT_BIN=$(CURDIR)/$(BIN) bash scripts/demo.sh
