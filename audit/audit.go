@@ -58,6 +58,7 @@ const (
 	TypeChainStart      = "chain_start"
 	TypeEpochSealed     = "epoch_sealed"
 	TypeRotated         = "audit_rotated"
+	TypeRecordsLost     = "audit_records_lost"
 )
 
 // Epoch length: a seal and a new key after this many records or this long,
@@ -142,6 +143,9 @@ type Options struct {
 	// Anchor receives each seal record's line, for an external copy
 	// (syslog) that makes a truncated tail detectable.
 	Anchor func(line []byte)
+	// OnError hears every write failure and how many records it lost,
+	// for the operator's log and the metrics.
+	OnError func(err error, lost int)
 }
 
 // Writer appends records to the chain. It is safe for concurrent use.
@@ -168,6 +172,17 @@ type Writer struct {
 	stop       chan struct{}
 	done       chan struct{}
 	err        error // the last write error, until a write succeeds
+
+	// The last record on disk, where a failed write rolls the chain back
+	// to; the records lost since, told by a gap record once writing works
+	// again.
+	durSeq  uint64
+	durMAC  [32]byte
+	durSize int64
+	lost    int
+	gapIn   bool // the buffer holds the gap record
+
+	sealLine []byte // the last seal, for the anchor once it is on disk
 
 	// Reused for every record: the encoder and the epoch's MAC.
 	line []byte
@@ -251,6 +266,9 @@ func Open(dir, stateDir string, chain string, first Key, opt Options) (*Writer, 
 	case errors.Is(err, ErrNoState):
 		err = w.start(chain, first)
 	}
+	if err == nil {
+		err = w.flush(true)
+	}
 	if err != nil {
 		w.f.Close()
 		return nil, err
@@ -270,6 +288,7 @@ func (w *Writer) openFile() error {
 		return fmt.Errorf("open audit log: %w", err)
 	}
 	w.f, w.bw, w.size = f, bufio.NewWriterSize(f, 256<<10), st.Size()
+	w.durSize = w.size
 	// Age counts from when this writer took the file: a restart can
 	// delay a time rotation, never bring one forward.
 	w.rotated = time.Now()
@@ -336,6 +355,7 @@ func (w *Writer) resume(st State) error {
 		}
 	}
 	w.epochStart = time.Now()
+	w.durSeq, w.durMAC = w.seq, w.prev
 	d := map[string]any{"chain": w.chain, "resumed_at_seq": w.seq}
 	if unverified > 0 {
 		d["unverified_lines_after_state"] = unverified
@@ -393,19 +413,36 @@ func (w *Writer) seal(now time.Time) error {
 	if err := w.append(seal); err != nil {
 		return err
 	}
+	// The seal must be on disk before the key moves on and the state
+	// says the epoch is over; if it is not, the next write seals again.
+	if err := w.flush(true); err != nil {
+		return err
+	}
+	if w.opt.Anchor != nil {
+		w.opt.Anchor(w.sealLine)
+	}
 	// The old key goes: overwritten here and in the MAC's state.
 	next := Evolve(w.key)
 	w.key, w.epoch, w.inEpoch, w.epochStart = next, w.epoch+1, 0, now
 	w.h, w.hkey = nil, Key{}
-	// The seal must be on disk before the state says the epoch is over.
-	if err := w.flush(true); err != nil {
-		return err
-	}
 	return w.saveState()
 }
 
-// append writes one record, chained, to the buffer.
+// append writes one record, chained, to the buffer; after a failed write,
+// a gap record saying how many were lost goes first.
 func (w *Writer) append(r Record) error {
+	if w.lost > 0 && !w.gapIn {
+		w.gapIn = true
+		gap := Record{Type: TypeRecordsLost, Outcome: "failure", Who: "pci-segment worker", Resource: FileName,
+			Details: map[string]any{"count": w.lost, "reason": fmt.Sprint(w.err)}}
+		if err := w.appendOne(gap); err != nil {
+			return err
+		}
+	}
+	return w.appendOne(r)
+}
+
+func (w *Writer) appendOne(r Record) error {
 	now := time.Now().UTC()
 	r.Seq, r.Epoch = w.seq+1, w.epoch
 	r.Time, r.TimeNS, r.Host = now.Format(time.RFC3339Nano), now.UnixNano(), w.host
@@ -427,14 +464,14 @@ func (w *Writer) append(r Record) error {
 	line = hex.AppendEncode(line, m[:])
 	line = append(line, '"', '}', '\n')
 	if _, err := w.bw.Write(line); err != nil {
-		w.err = err
+		w.rollback(err)
 		return fmt.Errorf("write audit record %d: %w", r.Seq, err)
 	}
 	w.seq, w.prev, w.dirty = r.Seq, m, true
 	w.inEpoch++
 	w.size += int64(len(line))
-	if r.Type == TypeEpochSealed && w.opt.Anchor != nil {
-		w.opt.Anchor(line[:len(line)-1])
+	if r.Type == TypeEpochSealed {
+		w.sealLine = line[:len(line)-1]
 	}
 	if w.size >= w.opt.MaxSize {
 		return w.rotate()
@@ -550,21 +587,46 @@ func appendString(b []byte, value string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// flush writes the buffer out, and with sync also to the disk.
+// flush writes the buffer out, and with sync also to the disk. A failure
+// (a full disk, a read-only file system) rolls back to the last record on
+// disk.
 func (w *Writer) flush(sync bool) error {
 	if err := w.bw.Flush(); err != nil {
-		w.err = err
+		w.rollback(err)
 		return fmt.Errorf("write audit log: %w", err)
 	}
 	if sync && w.dirty {
 		if err := w.f.Sync(); err != nil {
-			w.err = err
+			w.rollback(err)
 			return fmt.Errorf("sync audit log: %w", err)
 		}
 		w.dirty = false
 	}
 	w.err = nil
+	w.durSeq, w.durMAC, w.durSize = w.seq, w.prev, w.size
+	if w.gapIn {
+		w.lost, w.gapIn = 0, false
+	}
 	return nil
+}
+
+// rollback forgets the records not on disk: the chain goes on from the
+// last one that is, the file is cut back to it (a part of a line a full
+// disk took stays out), and they are counted lost, for the gap record.
+func (w *Writer) rollback(err error) {
+	n := int(w.seq - w.durSeq)
+	if w.gapIn {
+		n-- // the gap record itself
+	}
+	w.lost += n
+	w.err, w.gapIn = err, false
+	w.seq, w.prev, w.size = w.durSeq, w.durMAC, w.durSize
+	w.inEpoch = max(0, w.inEpoch-n)
+	w.bw.Reset(w.f)
+	w.f.Truncate(w.durSize)
+	if w.opt.OnError != nil {
+		w.opt.OnError(err, n)
+	}
 }
 
 // syncLoop batches fsync: a record waits at most SyncEvery for the disk.
@@ -598,6 +660,11 @@ func (w *Writer) Sync() error {
 // Close seals nothing (the next writer goes on from the state), syncs and
 // closes the log.
 func (w *Writer) Close() error {
+	select {
+	case <-w.done:
+		return nil // closed already
+	default:
+	}
 	close(w.stop)
 	<-w.done
 	w.mu.Lock()

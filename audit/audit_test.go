@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pci-segment/pci-segment/testenv"
 )
 
 // chainDirs returns an audit and a state directory and a first key.
@@ -376,5 +379,65 @@ func TestRestartAfterARotationGoesOnFromTheRotatedFile(t *testing.T) {
 	st, _ := LoadState(stateDir)
 	if rep, err := Verify(dir, map[string]Key{chain: first}, &st); err != nil || len(rep.Chains) != 1 {
 		t.Fatalf("after a restart past a rotation: %+v, %v", rep, err)
+	}
+}
+
+// The audit file system full under a running writer (as a read-only one
+// would be: a remount with a file open for writing is refused, so the
+// test fills the disk instead): the writes fail, each failure is reported
+// with the records it lost, and once there is room again the chain goes
+// on, first with a gap record that counts them, and verifies whole.
+func TestWritesResumeWithAGapRecordAfterTheDiskFilled(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir, stateDir, chain, first := chainDirs(t)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	var failures, lostReported int
+	w, err := Open(dir, stateDir, chain, first, Options{OnError: func(err error, lost int) { failures++; lostReported += lost }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeN(t, w, 100, 0)
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Fill what is left.
+	filler := filepath.Join(dir, "filler")
+	f, _ := os.Create(filler)
+	f.Write(make([]byte, 2<<20))
+	f.Close()
+	writeN(t, w, 50, 0)
+	if err := w.Sync(); err == nil {
+		t.Fatal("a sync on a full file system succeeded")
+	}
+	os.Remove(filler)
+	writeN(t, w, 30, 0)
+	if err := w.Sync(); err != nil {
+		t.Fatalf("after room came back: %v", err)
+	}
+	w.Close()
+	if failures == 0 || lostReported != 50 {
+		t.Errorf("%d failures reported, %d records lost; want the 50 written while full", failures, lostReported)
+	}
+	st, _ := LoadState(stateDir)
+	if _, err := Verify(dir, map[string]Key{chain: first}, &st); err != nil {
+		t.Fatalf("the chain after the spell: %v", err)
+	}
+	lines, _ := readLines(filepath.Join(dir, FileName))
+	gaps := 0
+	for _, l := range lines {
+		r, _, _, _ := parseLine(l)
+		if r.Type == TypeRecordsLost {
+			gaps++
+			if r.Details["count"] != float64(50) {
+				t.Errorf("gap record %+v, want a count of 50", r.Details)
+			}
+		}
+	}
+	if gaps != 1 {
+		t.Errorf("%d gap records, want 1", gaps)
 	}
 }

@@ -75,6 +75,7 @@ var workerAllowlist = []Rule{
 	{Syscall: "fdatasync", Action: Allow, Why: "the audit log reaches the disk"},
 	{Syscall: "renameat", Action: Allow, Why: "audit rotation and the chain state's atomic replacement (Landlock keeps it to the audit and state directories)"},
 	{Syscall: "renameat2", Action: Allow, Why: "os.Rename on architectures without renameat"},
+	{Syscall: "ftruncate", Action: Allow, Why: "a failed audit write is cut back to the last whole record (Landlock keeps it to the audit and state directories)"},
 	{Syscall: "unlinkat", Action: Allow, Why: "audit retention removes files past a year, and a rotated file once compressed"},
 	{Syscall: "pread64", Action: Allow, Why: "the runtime reads the cgroup CPU limit for GOMAXPROCS"},
 	{Syscall: "fstat", Action: Allow, Why: "os.File.Stat and ReadDir"},

@@ -170,13 +170,20 @@ func Run(cfg Config, log hclog.Logger) error {
 	if key.Key != ([32]byte{}) {
 		chain = hex.EncodeToString(key.Chain[:])
 	}
-	aw, err := audit.Open(cfg.AuditDir, cfg.StateDir, chain, audit.Key(key.Key), audit.Options{Anchor: anchor})
+	met := metrics.New(maps[bpf.DatapathMapCounters])
+	aw, err := audit.Open(cfg.AuditDir, cfg.StateDir, chain, audit.Key(key.Key), audit.Options{Anchor: anchor,
+		// Enforcement never waits on the log: a full disk or a read-only
+		// directory is counted and logged, and a gap record follows
+		// when writing works again.
+		OnError: func(err error, lost int) {
+			met.AuditWriteErrors.Add(float64(lost))
+			log.Error("audit write failed; a gap record will count the records lost", "records", lost, "error", err)
+		}})
 	key.Key = [32]byte{} // the writer holds it now, and evolves it
 	if err != nil {
 		return err
 	}
 	defer aw.Close()
-	met := metrics.New(maps[bpf.DatapathMapCounters])
 	rec := &recorder{w: aw, m: met, log: log}
 	rd, err := ringbuf.NewReader(maps[bpf.DatapathMapEvents])
 	if err != nil {
