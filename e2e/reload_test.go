@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -101,9 +102,15 @@ func TestSIGHUPReloadRevokesAnEstablishedConnection(t *testing.T) {
 	}
 	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
 	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 8443))
-	if recs := e.auditRecords(t, "policy_applied"); len(recs) != 2 ||
-		recs[1].Details["generation"] != float64(2) || recs[1].Details["trigger"] != "SIGHUP" {
-		t.Errorf("policy_applied records %+v, want generation 1, then 2 by SIGHUP", recs)
+	recs := e.auditRecords(t, "policy_applied")
+	if len(recs) != 2 || recs[1].Details["generation"] != float64(2) || recs[1].Details["trigger"] != "SIGHUP" {
+		t.Fatalf("policy_applied records %+v, want generation 1, then 2 by SIGHUP", recs)
+	}
+	// What the change did, for the ruleset review (Req 1.2.2).
+	added, _ := recs[1].Details["allowances_added"].([]any)
+	removed, _ := recs[1].Details["allowances_removed"].([]any)
+	if len(added) != 2 || len(removed) != 2 || !strings.Contains(fmt.Sprint(added), "TCP 8443") || !strings.Contains(fmt.Sprint(removed), "TCP 443") {
+		t.Errorf("the reload's record says added %v, removed %v; want TCP 8443 in and TCP 443 out, from both peers", added, removed)
 	}
 }
 

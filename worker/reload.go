@@ -42,9 +42,11 @@ type applier struct {
 	met    *metrics.Metrics
 	log    hclog.Logger
 	conn   *ipc.Conn
-	// gen and hash are the generation and set hash in force.
-	gen  uint64
-	hash [32]byte
+	// gen and hash are the generation and set hash in force, allowed
+	// what it allows (policy.Set.Allowances), for the next change's summary.
+	gen     uint64
+	hash    [32]byte
+	allowed []string
 	// hup is a SIGHUP not yet served: it survives a full trigger channel,
 	// so that every RELOADING the loader told systemd gets its READY.
 	hup atomic.Bool
@@ -81,7 +83,16 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 	if err := a.pm.Apply(compiled, gen, set.Hash); err != nil {
 		return fmt.Errorf("apply policy set: %w", err)
 	}
-	a.gen, a.hash = gen, set.Hash
+	// What changed against the set in force (Req 1.2.2). A worker's first
+	// set is compared with nothing: it cannot read what the one before
+	// applied, and says so.
+	now := set.Allowances(a.labels)
+	added, removed := policy.Changed(a.allowed, now)
+	against := "the set in force"
+	if a.gen == 0 {
+		against = "nothing: the first set this worker applies"
+	}
+	a.gen, a.hash, a.allowed = gen, set.Hash, now
 	a.met.PolicyGeneration.Set(float64(gen))
 	a.met.LastApplied.SetToCurrentTime()
 	files := make([]map[string]string, 0, len(set.Files))
@@ -90,6 +101,7 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 	}
 	a.rec.write(audit.Record{Type: audit.TypePolicyApplied, Outcome: "success", Who: who(), Resource: "policy set",
 		Details: map[string]any{"generation": gen, "trigger": trigger, "set_sha256": set.HashHex(), "files": files,
+			"compared_with": against, "allowances_added": nonNil(added), "allowances_removed": nonNil(removed),
 			"policies": compiled.Policies, "rules": compiled.Rules, "labels": a.cfg.Labels,
 			"governed_ingress": compiled.Governed[policy.Ingress], "governed_egress": compiled.Governed[policy.Egress]}})
 	a.log.Info("policy applied", "generation", gen, "trigger", trigger, "policies", len(compiled.Policies),
@@ -218,4 +230,11 @@ func request(triggers chan<- string, trigger string) {
 	case triggers <- trigger:
 	default:
 	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
