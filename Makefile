@@ -22,7 +22,7 @@ GO_MIN := $(or $(shell awk '$$1 == "go" { print $$2; exit }' go.mod 2>/dev/null)
 TEST_TIMEOUT ?= 30m
 BIN := bin/pci-segment
 
-.PHONY: deps generate generate-check build test demo clean
+.PHONY: deps generate generate-check build test bench demo clean
 
 deps:
 	@missing=(); \
@@ -83,6 +83,11 @@ test: deps build
 	@# Minimizing a new input is bounded too: unbounded, it stalls a run a minute.
 	$(GO) test -run '^$$' -fuzz '^FuzzLoaderDecode$$' -fuzztime 500000x -fuzzminimizetime 200x ./ipc
 	$(GO) test -run '^$$' -fuzz '^FuzzLoaderRecv$$' -fuzztime 20000x -fuzzminimizetime 200x ./ipc
+
+# Benchmarks against their targets. So far: the audit chain's sustained
+# records per second with batched fsync (target 200,000).
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 300000x -count 5 ./audit
 
 demo: deps build
 	PCI_SEGMENT_BIN=$(CURDIR)/$(BIN) bash scripts/demo.sh

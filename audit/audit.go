@@ -143,6 +143,9 @@ type Options struct {
 	// Anchor receives each seal record's line, for an external copy
 	// (syslog) that makes a truncated tail detectable.
 	Anchor func(line []byte)
+	// Copy, when set, receives every record's line as it is written: a
+	// prompt copy for a central collector (syslog; PCI-DSS Req 10.3.3).
+	Copy func(line []byte)
 	// OnError hears every write failure and how many records it lost,
 	// for the operator's log and the metrics.
 	OnError func(err error, lost int)
@@ -472,6 +475,9 @@ func (w *Writer) appendOne(r Record) error {
 	w.size += int64(len(line))
 	if r.Type == TypeEpochSealed {
 		w.sealLine = line[:len(line)-1]
+	}
+	if w.opt.Copy != nil {
+		w.opt.Copy(line[:len(line)-1])
 	}
 	if w.size >= w.opt.MaxSize {
 		return w.rotate()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pci-segment/pci-segment/testenv"
 )
@@ -439,5 +440,30 @@ func TestWritesResumeWithAGapRecordAfterTheDiskFilled(t *testing.T) {
 	}
 	if gaps != 1 {
 		t.Errorf("%d gap records, want 1", gaps)
+	}
+}
+
+// Retention: a year kept, the last three months uncompressed, nothing
+// younger removed.
+func TestRetentionCompressesAfterThreeMonthsAndRemovesAfterAYear(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	name := func(age time.Duration) string {
+		return filepath.Join(dir, rotatedPrefix+now.Add(-age).UTC().Format("20060102T150405.000000000Z")+".log")
+	}
+	young, middle, old := name(30*24*time.Hour), name(200*24*time.Hour), name(400*24*time.Hour)
+	for _, f := range []string{young, middle, old} {
+		if err := os.WriteFile(f, []byte("{}\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retain(dir, now)
+	for f, want := range map[string]bool{young: true, middle: false, middle + ".gz": true, old: false} {
+		if _, err := os.Stat(f); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(f), err == nil, want)
+		}
+	}
+	if lines, err := readLines(middle + ".gz"); err != nil || len(lines) != 1 {
+		t.Errorf("the compressed file reads %q, %v", lines, err)
 	}
 }

@@ -154,3 +154,30 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 		t.Errorf("audit verify of an edited log: %v\n%s", err, out)
 	}
 }
+
+// With --syslog-every-record a central collector gets every record at
+// once, not only the seals.
+func TestEveryRecordCanGoToSyslog(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	sock := filepath.Join(worldDir(t), "syslog")
+	syslog, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syslog.Close()
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	startEnforcing(t, l, dir, enforceOpts{args: []string{"--syslog", sock, "--syslog-every-record"}})
+	syslog.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := syslog.Read(buf)
+		if err != nil {
+			t.Fatalf("no policy_applied record reached syslog: %v", err)
+		}
+		if strings.Contains(string(buf[:n]), `"type":"policy_applied"`) {
+			break
+		}
+	}
+}

@@ -89,10 +89,12 @@ type Config struct {
 	// Monitor passes what the policy denies, counted and audited.
 	Monitor bool
 	// Syslog is the syslog socket the worker gets a connection to, for a
-	// copy of each epoch's seal; "" for none.
-	Syslog   string
-	LogLevel string
-	Seccomp  string // the worker's filter: allowlist or denylist
+	// copy of each epoch's seal (and with SyslogRecords of every record);
+	// "" for none.
+	Syslog        string
+	SyslogRecords bool
+	LogLevel      string
+	Seccomp       string // the worker's filter: allowlist or denylist
 	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
 	// --max-flows); a zero field takes bpf.DefaultSizes.
 	Sizes bpf.Sizes
@@ -392,6 +394,9 @@ func workerArgs(cfg Config, acct account) []string {
 	}
 	if cfg.Monitor {
 		args = append(args, "--mode", "monitor")
+	}
+	if cfg.SyslogRecords && cfg.Syslog != "" {
+		args = append(args, "--syslog-every-record")
 	}
 	if cfg.Seccomp != "" {
 		args = append(args, "--seccomp", cfg.Seccomp)

@@ -70,6 +70,9 @@ type Config struct {
 	Seccomp string
 	// Monitor runs the datapath in monitor mode (--mode monitor).
 	Monitor bool
+	// SyslogRecords copies every audit record to syslog, not only the
+	// seals (--syslog-every-record).
+	SyslogRecords bool
 	// Sizes are the map capacities the loader chose (zero fields: the
 	// defaults); every received map must have exactly its capacity.
 	Sizes bpf.Sizes
@@ -171,7 +174,11 @@ func Run(cfg Config, log hclog.Logger) error {
 		chain = hex.EncodeToString(key.Chain[:])
 	}
 	met := metrics.New(maps[bpf.DatapathMapCounters])
-	aw, err := audit.Open(cfg.AuditDir, cfg.StateDir, chain, audit.Key(key.Key), audit.Options{Anchor: anchor,
+	opts := audit.Options{Anchor: anchor}
+	if cfg.SyslogRecords {
+		opts.Copy = anchor
+	}
+	aw, err := audit.Open(cfg.AuditDir, cfg.StateDir, chain, audit.Key(key.Key), audit.Options{Anchor: opts.Anchor, Copy: opts.Copy,
 		// Enforcement never waits on the log: a full disk or a read-only
 		// directory is counted and logged, and a gap record follows
 		// when writing works again.

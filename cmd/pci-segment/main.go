@@ -44,18 +44,19 @@ type validateCmd struct {
 }
 
 type enforceCmd struct {
-	Files       []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable); read by the worker as the service account."`
-	Interface   []string `help:"Interface name or glob to enforce on (repeatable). Default: the interfaces carrying default routes."`
-	Labels      string   `help:"Labels of this host, k=v,..."`
-	PinDir      string   `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory for pins; the layout version is a subdirectory."`
-	AuditDir    string   `default:"/var/log/pci-segment" help:"Directory of the audit log, owned by the service account."`
-	StateDir    string   `default:"/var/lib/pci-segment" help:"State directory."`
-	MetricsAddr string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
-	AllowRoot   bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
-	Mode        string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
-	Syslog      string   `default:"/dev/log" help:"Syslog socket the worker copies each audit epoch's seal to, the anchor that shows a truncated log; empty for none."`
-	Replace     bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
-	Seccomp     string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
+	Files             []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable); read by the worker as the service account."`
+	Interface         []string `help:"Interface name or glob to enforce on (repeatable). Default: the interfaces carrying default routes."`
+	Labels            string   `help:"Labels of this host, k=v,..."`
+	PinDir            string   `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory for pins; the layout version is a subdirectory."`
+	AuditDir          string   `default:"/var/log/pci-segment" help:"Directory of the audit log, owned by the service account."`
+	StateDir          string   `default:"/var/lib/pci-segment" help:"State directory."`
+	MetricsAddr       string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
+	AllowRoot         bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
+	Mode              string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
+	Syslog            string   `default:"/dev/log" help:"Syslog socket the worker copies each audit epoch's seal to, the anchor that shows a truncated log; empty for none."`
+	SyslogEveryRecord bool     `help:"Copy every audit record to --syslog, not only the epochs' seals, so that a central collector has them promptly (PCI-DSS Req 10.3.3)."`
+	Replace           bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
+	Seccomp           string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
 	// Map capacities, fixed for the life of the loader; the defaults are
 	// bpf.DefaultSizes.
 	MaxPrefixes    int `default:"200000" help:"Address prefixes, IPv4 and IPv6 together, that one policy set may compile to; sizes the address maps."`
@@ -68,18 +69,19 @@ type detachCmd struct {
 }
 
 type workerCmd struct {
-	Identity       string   `required:"" help:"uid:gid:groups the loader started this worker with."`
-	Files          []string `short:"f" name:"file"`
-	Labels         string
-	AuditDir       string
-	StateDir       string
-	MetricsAddr    string
-	AllowRoot      bool
-	Mode           string `default:"enforce" enum:"enforce,monitor"`
-	Seccomp        string `default:"allowlist" enum:"allowlist,denylist"`
-	MaxPrefixes    int
-	MaxPortEntries int
-	MaxFlows       int
+	Identity          string   `required:"" help:"uid:gid:groups the loader started this worker with."`
+	Files             []string `short:"f" name:"file"`
+	Labels            string
+	AuditDir          string
+	StateDir          string
+	MetricsAddr       string
+	AllowRoot         bool
+	Mode              string `default:"enforce" enum:"enforce,monitor"`
+	SyslogEveryRecord bool
+	Seccomp           string `default:"allowlist" enum:"allowlist,denylist"`
+	MaxPrefixes       int
+	MaxPortEntries    int
+	MaxFlows          int
 }
 
 // version names the build: the module version and VCS revision Go records.
@@ -143,7 +145,7 @@ func main() {
 		err = loader.Enforce(loader.Config{
 			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
 			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
-			AllowRoot: e.AllowRoot, Replace: e.Replace, Syslog: e.Syslog, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
+			AllowRoot: e.AllowRoot, Replace: e.Replace, Syslog: e.Syslog, SyslogRecords: e.SyslogEveryRecord, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
 		}, log)
 		exit(log, err)
@@ -163,7 +165,7 @@ func main() {
 		}
 		exit(log, worker.Run(worker.Config{Identity: id,
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
-			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor",
+			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor", SyslogRecords: w.SyslogEveryRecord,
 			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
 		}, log))
 	default:
