@@ -467,3 +467,36 @@ func TestRetentionCompressesAfterThreeMonthsAndRemovesAfterAYear(t *testing.T) {
 		t.Errorf("the compressed file reads %q, %v", lines, err)
 	}
 }
+
+// The syslog copies of the seals show a tail cut past what the state
+// knows: the last sealed epochs gone.
+func TestSyslogSealsShowACutTail(t *testing.T) {
+	dir, stateDir, chain, first := chainDirs(t)
+	var syslog bytes.Buffer
+	w, err := Open(dir, stateDir, chain, first, Options{Anchor: func(l []byte) {
+		syslog.WriteString("Dec  4 00:00:00 host pci-segment-audit[1]: ")
+		syslog.Write(l)
+		syslog.WriteByte('\n')
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 3500, 0) // three seals
+	w.Close()
+	export := filepath.Join(t.TempDir(), "syslog")
+	os.WriteFile(export, syslog.Bytes(), 0o640)
+	seals, err := ReadSeals(export)
+	if err != nil || len(seals) != 3 {
+		t.Fatalf("seals %v, %v; want 3", seals, err)
+	}
+	if err := CheckSeals(dir, seals); err != nil {
+		t.Fatalf("an intact log: %v", err)
+	}
+	// Cut the log back to before the last seal, as one who also removed
+	// the state file would (so that the state cannot show it).
+	editLines(t, filepath.Join(dir, FileName), func(ls [][]byte) [][]byte { return ls[:2500] })
+	var p *Problem
+	if err := CheckSeals(dir, seals); !errors.As(err, &p) || p.Kind != "truncated" || p.Seq != seals[2].Seq {
+		t.Errorf("a cut tail: %v, want the last seal named", err)
+	}
+}

@@ -205,6 +205,71 @@ func macOf(macs map[uint64][32]byte, seq uint64) []byte {
 	return m[:]
 }
 
+// Seal is an epoch's seal as the external copy (syslog) has it.
+type Seal struct {
+	Seq uint64
+	MAC [32]byte
+}
+
+// ReadSeals takes the seal records out of a syslog export: every line that
+// holds one, whatever the syslog daemon put before it.
+func ReadSeals(path string) ([]Seal, error) {
+	lines, err := readLines(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Seal
+	for _, l := range lines {
+		i := bytes.Index(l, []byte(`{"seq":`))
+		if i < 0 || !bytes.Contains(l, []byte(`"type":"`+TypeEpochSealed+`"`)) {
+			continue
+		}
+		r, _, m, err := parseLine(bytes.TrimSpace(l[i:]))
+		if err != nil {
+			continue
+		}
+		out = append(out, Seal{Seq: r.Seq, MAC: m})
+	}
+	return out, nil
+}
+
+// CheckSeals holds the log against the external copies of its seals: each
+// must be in the log, the same record; one the log lacks means the log was
+// cut after it, or edited.
+func CheckSeals(dir string, seals []Seal) error {
+	if len(seals) == 0 {
+		return nil
+	}
+	files, err := Files(dir)
+	if err != nil {
+		return err
+	}
+	macs := map[uint64][32]byte{}
+	for _, f := range files {
+		lines, err := readLines(f)
+		if err != nil {
+			return err
+		}
+		for _, l := range lines {
+			if r, _, m, err := parseLine(l); err == nil && r.Type == TypeEpochSealed {
+				macs[r.Seq] = m
+			}
+		}
+	}
+	for _, s := range seals {
+		m, ok := macs[s.Seq]
+		switch {
+		case !ok:
+			return &Problem{File: filepath.Join(dir, FileName), Seq: s.Seq, Kind: "truncated",
+				Why: fmt.Sprintf("syslog has the seal of record %d, the log does not", s.Seq)}
+		case m != s.MAC:
+			return &Problem{File: filepath.Join(dir, FileName), Seq: s.Seq, Kind: "modified",
+				Why: fmt.Sprintf("the seal of record %d differs from syslog's copy", s.Seq)}
+		}
+	}
+	return nil
+}
+
 // KeyFile is how the loader keeps a chain's first key for the auditor:
 // one file per chain, named by it, holding the key in hex.
 func KeyFile(dir, chain string) string { return filepath.Join(dir, chain+".key") }

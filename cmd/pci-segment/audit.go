@@ -18,6 +18,7 @@ type auditVerifyCmd struct {
 	Dir      string `arg:"" optional:"" default:"/var/log/pci-segment" help:"The audit directory."`
 	Key      string `help:"A chain's first key file, or a directory of them (the state directory's audit-keys): without, MACs are not checked, only order and links."`
 	StateDir string `default:"/var/lib/pci-segment" help:"The worker's state directory; its chain state shows a truncated tail. Empty to skip."`
+	Seals    string `help:"A syslog export holding the seals the worker copied there: each must be in the log, which shows a tail cut past the state."`
 	Output   string `short:"o" default:"text" enum:"text,json" help:"Output format."`
 }
 
@@ -42,6 +43,17 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 		}
 	}
 	rep, err := audit.Verify(c.Dir, keys, state)
+	if err == nil && c.Seals != "" {
+		seals, serr := audit.ReadSeals(c.Seals)
+		if serr != nil {
+			fmt.Fprintln(stderr, serr)
+			return 2
+		}
+		err = audit.CheckSeals(c.Dir, seals)
+		if p, ok := err.(*audit.Problem); ok {
+			rep.Problem = p
+		}
+	}
 	var p *audit.Problem
 	if err != nil && !errors.As(err, &p) {
 		fmt.Fprintln(stderr, err)
