@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,5 +180,57 @@ func TestEveryRecordCanGoToSyslog(t *testing.T) {
 		if strings.Contains(string(buf[:n]), `"type":"policy_applied"`) {
 			break
 		}
+	}
+}
+
+// The audit file system full mid-run (a read-only remount is refused while
+// the worker has the log open for writing, so the test fills the disk,
+// which fails the writes the same way): enforcement goes on unchanged, the
+// failure is counted, and once there is room the log resumes with a gap
+// record, and verifies.
+func TestFullAuditDiskChangesNoVerdictAndLeavesAGapRecord(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 22))
+	auditDir := filepath.Join(worldDir(t), "audit")
+	os.MkdirAll(auditDir, 0o750)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", auditDir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", auditDir).Run() })
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--audit-dir", auditDir}})
+	e.auditDir = auditDir
+
+	filler := filepath.Join(auditDir, "filler")
+	f, _ := os.Create(filler)
+	f.Write(make([]byte, 4<<20)) // more than fits: the disk is full
+	f.Close()
+	for range 3 {
+		mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+		mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+	}
+	var errs float64
+	for deadline := time.Now().Add(5 * time.Second); errs == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		errs = metricValue(t, e.scrape(t), "pci_segment_audit_write_errors_total")
+	}
+	if errs == 0 {
+		t.Fatal("no audit write error counted on a full disk")
+	}
+	os.Remove(filler)
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	var gaps []auditRecord
+	for deadline := time.Now().Add(5 * time.Second); len(gaps) == 0 && time.Now().Before(deadline); {
+		gaps = e.auditRecords(t, "audit_records_lost")
+	}
+	if len(gaps) != 1 || gaps[0].Details["count"] != errs {
+		t.Errorf("gap records %+v, want one counting the %v records lost", gaps, errs)
+	}
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	e.wait(t)
+	out, err := exec.Command(binary, "audit", "verify", "--key", filepath.Join(e.stateDir, "audit-keys"), "--state-dir", e.stateDir, auditDir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "intact") {
+		t.Errorf("audit verify after the full disk: %v\n%s", err, out)
 	}
 }
