@@ -22,32 +22,14 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	l := lab.New(t)
-	sock := filepath.Join(worldDir(t), "syslog")
-	syslog, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syslog.Close()
-	os.Chmod(sock, 0o666)
-	seals := make(chan string, 16)
-	go func() {
-		buf := make([]byte, 8192)
-		for {
-			n, err := syslog.Read(buf)
-			if err != nil {
-				return
-			}
-			seals <- string(buf[:n])
-		}
-	}()
-
+	sock, seals := datagrams(t)
 	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
 	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--syslog", sock}})
 
 	// More denied flows than an epoch holds (each its own source port):
 	// the seal must follow. Then one flow sent 500 times: one record and
 	// one with the repeats, not 500.
-	err = l.Do(l.PeerNS, func() error {
+	err := l.Do(l.PeerNS, func() error {
 		for range 1100 {
 			c, err := net.Dial("udp", ap(l.Host4, 9999).String())
 			if err != nil {
@@ -162,23 +144,18 @@ func TestEveryRecordCanGoToSyslog(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	l := lab.New(t)
-	sock := filepath.Join(worldDir(t), "syslog")
-	syslog, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syslog.Close()
+	sock, records := datagrams(t)
 	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
 	startEnforcing(t, l, dir, enforceOpts{args: []string{"--syslog", sock, "--syslog-every-record"}})
-	syslog.SetDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 64<<10)
+	deadline := time.After(10 * time.Second)
 	for {
-		n, err := syslog.Read(buf)
-		if err != nil {
-			t.Fatalf("no policy_applied record reached syslog: %v", err)
-		}
-		if strings.Contains(string(buf[:n]), `"type":"policy_applied"`) {
-			break
+		select {
+		case r := <-records:
+			if strings.Contains(r, `"type":"policy_applied"`) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no policy_applied record reached syslog")
 		}
 	}
 }

@@ -192,18 +192,7 @@ func TestSecondEnforceReplacesOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("the first enforce is gone after a refused second: %v", err)
 	}
 
-	var c net.Conn
-	err := l.Do(l.PeerNS, func() (err error) {
-		c, err = net.DialTimeout("tcp", ap(l.Host4, 443).String(), 3*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := echo(c, 3*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	c := establish(t, l, 443)
 	p := startProber(t, l)
 	time.Sleep(500 * time.Millisecond)
 	second := startEnforcing(t, l, dir, enforceOpts{pinDir: first.pinDir, args: []string{"--replace"}})
@@ -613,18 +602,7 @@ func TestUpgradeToAnotherLayoutUnderTraffic(t *testing.T) {
 	first := startEnforcing(t, l, dir, enforceOpts{})
 	before := pinnedLinks(t, first)
 
-	var c net.Conn
-	err := l.Do(l.PeerNS, func() (err error) {
-		c, err = net.DialTimeout("tcp", ap(l.Host4, 443).String(), 3*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := echo(c, 3*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	c := establish(t, l, 443)
 	p := startProber(t, l)
 	time.Sleep(500 * time.Millisecond)
 	next := startEnforcing(t, l, dir, enforceOpts{pinDir: first.pinDir, binary: nextLayout, args: []string{"--replace"}})

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,24 +17,7 @@ func TestLoaderNotifiesSystemd(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	l := lab.New(t)
-	sock := filepath.Join(worldDir(t), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	msgs := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
+	sock, msgs := datagrams(t)
 	next := func(want string, within time.Duration) string {
 		t.Helper()
 		deadline := time.After(within)

@@ -58,6 +58,53 @@ func echo(c net.Conn, timeout time.Duration) error {
 	return nil
 }
 
+// establish opens a TCP connection from the peer to the host's port and
+// checks one echo over it.
+func establish(t *testing.T, l *lab.Lab, port uint16) net.Conn {
+	t.Helper()
+	var c net.Conn
+	err := l.Do(l.PeerNS, func() (err error) {
+		c, err = net.DialTimeout("tcp", ap(l.Host4, port).String(), 3*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := echo(c, 3*time.Second); err != nil {
+		t.Fatalf("a new connection to %d: %v", port, err)
+	}
+	return c
+}
+
+// datagrams collects what arrives on a unix datagram socket made at a
+// fresh path (systemd's notify socket, syslog) until the test ends.
+func datagrams(t *testing.T) (path string, got <-chan string) {
+	t.Helper()
+	path = filepath.Join(worldDir(t), "sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := make(chan string, 64)
+	go func() {
+		defer close(c)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case c <- string(buf[:n]):
+			default: // a test that stopped reading
+			}
+		}
+	}()
+	return path, c
+}
+
 // A reload that revokes a flow stops it on its next packet, even a
 // connection established before it: connection tracking judges entries of
 // an older generation again.
@@ -69,18 +116,7 @@ func TestSIGHUPReloadRevokesAnEstablishedConnection(t *testing.T) {
 	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
 	e := startEnforcing(t, l, dir, enforceOpts{})
 
-	var c net.Conn
-	err := l.Do(l.PeerNS, func() (err error) {
-		c, err = net.DialTimeout("tcp", ap(l.Host4, 443).String(), 3*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := echo(c, 3*time.Second); err != nil {
-		t.Fatalf("established connection under v1: %v", err)
-	}
+	c := establish(t, l, 443)
 	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 8443))
 
 	// The signal follows at once, well inside the watcher's settling
