@@ -226,6 +226,18 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 		for _, d := range old {
 			pins.CarryConntrack(d, objs.Conntrack, log)
 		}
+		// Looked up again: the worker may have taken a while, and an
+		// interface gone meanwhile must not stop the start.
+		if now, err := netif.Resolve(cfg.Interfaces); err == nil {
+			ifaces = now
+		}
+		// The maps first: once a program is swapped onto an old link,
+		// what it reads must be pinned, so that status, check --live
+		// and the next start find it even if what follows fails.
+		if err := pins.Pin(cfg.PinDir, objs.All(), nil); err != nil {
+			pins.RemoveIfEmpty(pins.LayoutDir(cfg.PinDir))
+			return err
+		}
 		links, err := attach(objs, ifaces, cfg.PinDir, old)
 		if err == nil {
 			err = keepStray(objs, old, links, log)
