@@ -326,6 +326,14 @@ func (e *enforcer) auditRecords(t *testing.T, typ string) []auditRecord {
 // scrape fetches the worker's metrics from inside the host namespace.
 func (e *enforcer) scrape(t *testing.T) string {
 	t.Helper()
+	body, _ := e.get(t, "/metrics")
+	return body
+}
+
+// get fetches a path of the worker's HTTP server, from inside the host
+// namespace, and returns the body and status code.
+func (e *enforcer) get(t *testing.T, path string) (string, int) {
+	t.Helper()
 	// The connection must be made inside the namespace; the transport
 	// dials on its own goroutine, so dial here and hand it the socket.
 	tr := &http.Transport{
@@ -340,19 +348,20 @@ func (e *enforcer) scrape(t *testing.T) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:9720/metrics", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:9720"+path, nil)
 	var body string
+	code := 0
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err == nil {
 		defer resp.Body.Close()
 		var b []byte
 		b, err = io.ReadAll(resp.Body)
-		body = string(b)
+		body, code = string(b), resp.StatusCode
 	}
 	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
+		t.Fatalf("GET %s: %v", path, err)
 	}
-	return body
+	return body, code
 }
 
 // metricValue finds one sample's value in a scrape.

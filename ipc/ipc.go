@@ -163,7 +163,7 @@ type Reload struct{}
 // Event kinds.
 const (
 	EventWorkerRestarted uint8 = 1 // Count: restarts so far; Text: why the last worker ended
-	EventLinkAttached    uint8 = 2 // Ifindex; Text: interface and direction
+	EventLinkAttached    uint8 = 2 // Ifindex; Text: the interface; Count 1 when telling a new worker what is attached, 0 for a change
 	EventLinkDetached    uint8 = 3
 )
 

@@ -30,6 +30,15 @@ type follower struct {
 	attached map[int]string // ifindex: name
 }
 
+// enforcing lists the interfaces attached now, as link events.
+func (f *follower) enforcing() []ipc.Event {
+	var out []ipc.Event
+	for index, name := range f.attached {
+		out = append(out, ipc.Event{Kind: ipc.EventLinkAttached, Ifindex: uint32(index), Text: name})
+	}
+	return out
+}
+
 func (f *follower) follow() []ipc.Event {
 	var events []ipc.Event
 	// Each --interface on its own: one that matches nothing now must not

@@ -215,6 +215,7 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 	sup.mon.Next = info.Generation + 1
 	follow := &follower{cfg: cfg, objs: objs, log: log, attached: map[int]string{}}
 	sup.onLinks = follow.follow
+	sup.enforcing = follow.enforcing
 	if sup.links, err = netif.Watch(log); err != nil {
 		log.Error("interfaces that appear later are not followed", "error", err)
 	}

@@ -63,6 +63,8 @@ type supervisor struct {
 	// attached, and returns what the worker should audit.
 	links   <-chan struct{}
 	onLinks func() []ipc.Event
+	// enforcing lists the interfaces attached, for a new worker.
+	enforcing func() []ipc.Event
 
 	attached bool
 	w        *worker
@@ -311,6 +313,14 @@ func (s *supervisor) handle(m ipc.Message) error {
 		if err != nil {
 			return fmt.Errorf("hand audit key to worker: %w", err)
 		}
+		if s.attached && s.enforcing != nil {
+			for _, ev := range s.enforcing() {
+				ev.Count = 1
+				if err := s.conn.Send(ctx, ev); err != nil {
+					return fmt.Errorf("tell worker what is attached: %w", err)
+				}
+			}
+		}
 		if s.restarts > 0 {
 			why := s.lastWhy
 			if len(why) > ipc.MaxText {
@@ -328,6 +338,13 @@ func (s *supervisor) handle(m ipc.Message) error {
 				return fatal{err}
 			}
 			s.attached = true
+			if s.enforcing != nil {
+				for _, ev := range s.enforcing() {
+					if err := s.conn.Send(ctx, ev); err != nil {
+						return fmt.Errorf("tell worker what is attached: %w", err)
+					}
+				}
+			}
 			// What changed while it started (the netlink signals came
 			// before anything was attached).
 			s.followLinks()

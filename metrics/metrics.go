@@ -20,11 +20,18 @@ import (
 
 // Metrics holds the worker's registry and the values it sets itself.
 type Metrics struct {
-	Registry          *prometheus.Registry
-	PolicyGeneration  prometheus.Gauge
-	MonitorMode       prometheus.Gauge
-	LastApplied       prometheus.Gauge
-	Reloads           *prometheus.CounterVec // by result: applied, rejected
+	Registry         *prometheus.Registry
+	PolicyGeneration prometheus.Gauge
+	MonitorMode      prometheus.Gauge
+	LastApplied      prometheus.Gauge
+	Reloads          *prometheus.CounterVec // by result: applied, rejected
+	Policies         prometheus.Gauge
+	Rules            prometheus.Gauge
+	WorkerRestarts   prometheus.Counter
+	// Enforcing is 1 per interface the loader reports attached (both
+	// directions), by interface name: bounded by the host's interfaces.
+	Enforcing         *prometheus.GaugeVec
+	Overrides         *prometheus.GaugeVec // by override name, a fixed set
 	AuditRecords      prometheus.Counter
 	AuditWriteErrors  prometheus.Counter
 	DatapathReadError prometheus.Counter
@@ -51,6 +58,26 @@ func New(counters *ebpf.Map) *Metrics {
 			Name: "pci_segment_reloads_total",
 			Help: "Policy reloads (SIGHUP or a change in the policy directories) by result: applied, or rejected with the policy in force kept.",
 		}, []string{"result"}),
+		Policies: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pci_segment_policies",
+			Help: "Policies of the set in force that select this host.",
+		}),
+		Rules: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pci_segment_rules",
+			Help: "Rules of the policies in force.",
+		}),
+		WorkerRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pci_segment_worker_restarts_total",
+			Help: "Workers the loader replaced since it started (as it reports them).",
+		}),
+		Enforcing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pci_segment_enforcing",
+			Help: "1 for each interface the datapath is attached to, ingress and egress, as the loader reports it.",
+		}, []string{"interface"}),
+		Overrides: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pci_segment_override_in_effect",
+			Help: "1 for each development override in effect (not allowed in production, PCI-DSS Req 2.2.4).",
+		}, []string{"override"}),
 		AuditRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pci_segment_audit_records_total",
 			Help: "Audit records written.",
@@ -68,7 +95,9 @@ func New(counters *ebpf.Map) *Metrics {
 		m.Reloads.WithLabelValues(r) // present at 0 from the start, for rate() and alerts
 	}
 	reg.MustRegister(m.PolicyGeneration, m.MonitorMode, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
-		&datapath{counters: counters, readErr: m.DatapathReadError},
+		m.Policies, m.Rules, m.WorkerRestarts, m.Enforcing, m.Overrides,
+		&datapath{counters: counters, readErr: m.DatapathReadError}, privileges{},
+		collectors.NewBuildInfoCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -142,14 +171,24 @@ func (d *datapath) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Serve listens on addr and serves /metrics until the listener fails.
-func Serve(addr string, reg *prometheus.Registry) (net.Addr, <-chan error, error) {
+// Serve listens on addr and serves /metrics until the listener fails, and
+// /healthz (the worker answers) and /readyz (ready says whether a policy is
+// in force on every link, and if not why).
+func Serve(addr string, reg *prometheus.Registry, ready func() (bool, string)) (net.Addr, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() {

@@ -50,6 +50,8 @@ type applier struct {
 	// hup is a SIGHUP not yet served: it survives a full trigger channel,
 	// so that every RELOADING the loader told systemd gets its READY.
 	hup atomic.Bool
+	// ready hears that a policy is in force.
+	ready *readiness
 }
 
 // load reads and compiles the policy files.
@@ -93,7 +95,10 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 		against = "nothing: the first set this worker applies"
 	}
 	a.gen, a.hash, a.allowed = gen, set.Hash, now
+	a.ready.policy()
 	a.met.PolicyGeneration.Set(float64(gen))
+	a.met.Policies.Set(float64(len(compiled.Policies)))
+	a.met.Rules.Set(float64(compiled.Rules))
 	a.met.LastApplied.SetToCurrentTime()
 	files := make([]map[string]string, 0, len(set.Files))
 	for _, f := range set.Files {

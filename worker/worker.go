@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,7 +198,8 @@ func Run(cfg Config, log hclog.Logger) error {
 		return fmt.Errorf("open event ring buffer: %w", err)
 	}
 	defer rd.Close()
-	addr, served, err := metrics.Serve(cfg.MetricsAddr, met.Registry)
+	var ready readiness
+	addr, served, err := metrics.Serve(cfg.MetricsAddr, met.Registry, ready.ready)
 	if err != nil {
 		return err
 	}
@@ -207,6 +209,8 @@ func Run(cfg Config, log hclog.Logger) error {
 		Details: map[string]any{"pid": os.Getpid()}})
 	rec.write(privilegeRecord(cfg.Identity, len(threads.Threads)))
 	for _, o := range overrides(cfg, disabled) {
+		name, _, _ := strings.Cut(o, "=")
+		met.Overrides.WithLabelValues(name).Set(1)
 		log.Warn("development override in effect", "override", o)
 		rec.write(audit.Record{Type: audit.TypeOverride, Outcome: "success", Who: who(), Resource: o,
 			Details: map[string]any{"production": "not allowed (PCI-DSS Req 2.2.4)"}})
@@ -226,7 +230,8 @@ func Run(cfg Config, log hclog.Logger) error {
 		// do not.
 		log.Error("policy directories not watched; reload with SIGHUP", "error", err)
 	}
-	a := &applier{cfg: cfg, labels: labels, pm: datapath.Writer(maps), rec: rec, met: met, log: log, conn: conn}
+	a := &applier{cfg: cfg, labels: labels, pm: datapath.Writer(maps), rec: rec, met: met, log: log, conn: conn, ready: &ready}
+	rec.ready = &ready
 	a.pm.Monitor = cfg.Monitor
 	if cfg.Monitor {
 		met.MonitorMode.Set(1)
@@ -385,6 +390,10 @@ func (r *recorder) fromLoader(conn *ipc.Conn, triggers chan<- string, hup *atomi
 		}
 		switch m := m.(type) {
 		case ipc.Event:
+			r.linkState(m)
+			if m.Kind == ipc.EventLinkAttached && m.Count > 0 {
+				continue // the list a new worker is told, not a change
+			}
 			r.write(loaderEvent(m))
 		case ipc.Reload:
 			hup.Store(true)
@@ -402,8 +411,12 @@ func loaderEvent(e ipc.Event) audit.Record {
 	switch e.Kind {
 	case ipc.EventWorkerRestarted:
 		rec.Type, rec.Resource = audit.TypeWorkerRestarted, "worker"
-	case ipc.EventLinkAttached, ipc.EventLinkDetached:
+	case ipc.EventLinkAttached:
 		rec.Type, rec.Resource = audit.TypeLinkChanged, e.Text
+		rec.Details["change"] = "attached"
+	case ipc.EventLinkDetached:
+		rec.Type, rec.Resource = audit.TypeLinkChanged, e.Text
+		rec.Details["change"] = "gone"
 	default:
 		rec.Type = "loader_event"
 		rec.Details["kind"] = e.Kind
@@ -518,6 +531,66 @@ type recorder struct {
 	log    hclog.Logger
 	ifname sync.Map // ifindex → name
 	flows  flows
+	ready  *readiness
+}
+
+// linkState keeps the metrics and readiness in step with what the loader
+// reports: restarts, interfaces attached and gone.
+func (r *recorder) linkState(e ipc.Event) {
+	switch e.Kind {
+	case ipc.EventWorkerRestarted:
+		r.m.WorkerRestarts.Add(float64(e.Count))
+	case ipc.EventLinkAttached:
+		r.m.Enforcing.WithLabelValues(e.Text).Set(1)
+		r.ready.link(e.Text, true)
+	case ipc.EventLinkDetached:
+		r.m.Enforcing.DeleteLabelValues(e.Text)
+		r.ready.link(e.Text, false)
+	}
+}
+
+// readiness is what /readyz answers: ready once a policy is applied and
+// the loader reports the links attached.
+type readiness struct {
+	mu      sync.Mutex
+	applied bool
+	links   map[string]bool
+}
+
+func (rd *readiness) link(name string, up bool) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if rd.links == nil {
+		rd.links = map[string]bool{}
+	}
+	if up {
+		rd.links[name] = true
+	} else {
+		delete(rd.links, name)
+	}
+}
+
+func (rd *readiness) policy() {
+	rd.mu.Lock()
+	rd.applied = true
+	rd.mu.Unlock()
+}
+
+func (rd *readiness) ready() (bool, string) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	switch {
+	case !rd.applied:
+		return false, "no policy applied yet"
+	case len(rd.links) == 0:
+		return false, "the loader has reported no attached link yet"
+	}
+	names := make([]string, 0, len(rd.links))
+	for n := range rd.links {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return true, "enforcing on " + strings.Join(names, ", ")
 }
 
 func (r *recorder) write(rec audit.Record) {
