@@ -17,6 +17,8 @@ GO ?= go
 # Debian packages the build, the tests and the demo use. .ci/run installs
 # the same list.
 DEBS := clang llvm libbpf-dev bpftool libseccomp-dev iproute2 gcc make pkg-config socat
+# And for the tests only: a real Prometheus server and promtool.
+test: EXTRA_DEBS := prometheus
 # The oldest Go that builds the module: the go line of go.mod (1.26 or later).
 GO_MIN := $(or $(shell awk '$$1 == "go" { print $$2; exit }' go.mod 2>/dev/null),1.26)
 TEST_TIMEOUT ?= 30m
@@ -26,7 +28,7 @@ BIN := bin/pci-segment
 
 deps:
 	@missing=(); \
-	for p in $(DEBS); do \
+	for p in $(DEBS) $(EXTRA_DEBS); do \
 		st=$$(dpkg-query -W -f='$${db:Status-Status}\n' "$$p" 2>/dev/null || true); \
 		grep -qx installed <<<"$$st" || missing+=("$$p"); \
 	done; \

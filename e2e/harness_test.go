@@ -334,6 +334,21 @@ func (e *enforcer) scrape(t *testing.T) string {
 // namespace, and returns the body and status code.
 func (e *enforcer) get(t *testing.T, path string) (string, int) {
 	t.Helper()
+	return e.getURL(t, "http://127.0.0.1:9720"+path)
+}
+
+// getURL fetches url from inside the host namespace.
+func (e *enforcer) getURL(t *testing.T, url string) (string, int) {
+	t.Helper()
+	body, code, err := e.tryGet(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return body, code
+}
+
+// tryGet is getURL that returns the error.
+func (e *enforcer) tryGet(url string) (string, int, error) {
 	// The connection must be made inside the namespace; the transport
 	// dials on its own goroutine, so dial here and hand it the socket.
 	tr := &http.Transport{
@@ -348,7 +363,7 @@ func (e *enforcer) get(t *testing.T, path string) (string, int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:9720"+path, nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	var body string
 	code := 0
 	resp, err := (&http.Client{Transport: tr}).Do(req)
@@ -358,10 +373,7 @@ func (e *enforcer) get(t *testing.T, path string) (string, int) {
 		b, err = io.ReadAll(resp.Body)
 		body, code = string(b), resp.StatusCode
 	}
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	return body, code
+	return body, code, err
 }
 
 // metricValue finds one sample's value in a scrape.
