@@ -1,15 +1,20 @@
 package metrics
 
 import (
+	"math/rand/v2"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/testenv"
 )
 
@@ -62,4 +67,53 @@ func gather(t *testing.T, m *Metrics) string {
 	rec := httptest.NewRecorder()
 	promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
+}
+
+// 100,000 denied packets from random addresses and ports through the real
+// program: the series stay a fixed, small set, and no label carries an
+// address or a port.
+func TestDeniedFloodAddsNoSeries(t *testing.T) {
+	testenv.RequireRoot(t)
+	objs, err := bpf.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	// Ingress governed, no rule: every packet in is denied.
+	if err := objs.Halves.Put(uint32(0), bpf.DatapathHalfConfig{Generation: 1, Governed: [2]uint8{1, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	m := New(objs.Counters)
+	before := strings.Count(gather(t, m), "\n")
+	host := netip.MustParseAddr("192.0.2.1")
+	for range 100000 {
+		a := rand.Uint32()
+		p := bpf.Packet{Src: netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), Dst: host, Proto: 17, Sport: uint16(rand.Uint32()), Dport: uint16(rand.Uint32())}
+		if ret, err := objs.PciIngress.Run(&ebpf.RunOptions{Data: p.Frame()}); err != nil || ret != 2 {
+			t.Fatalf("test run: %v, %d", err, ret)
+		}
+	}
+	body := gather(t, m)
+	if after := strings.Count(body, "\n"); after != before {
+		t.Errorf("the flood changed the scrape from %d to %d lines", before, after)
+	}
+	if !strings.Contains(body, `pci_segment_packets_total{direction="ingress",verdict="deny"} 100000`) {
+		t.Error("the flood is not counted")
+	}
+	for _, line := range strings.Split(body, "\n") {
+		i, j := strings.IndexByte(line, '{'), strings.IndexByte(line, '}')
+		if i < 0 || j < i || strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, kv := range strings.Split(line[i+1:j], ",") {
+			_, v, _ := strings.Cut(kv, "=")
+			v = strings.Trim(v, `"`)
+			if _, err := netip.ParseAddr(v); err == nil {
+				t.Errorf("a label holds an address: %s", line)
+			}
+			if _, err := strconv.Atoi(v); err == nil && !strings.HasPrefix(line, "go_") && !strings.HasPrefix(line, "process_") {
+				t.Errorf("a label holds a number (a port?): %s", line)
+			}
+		}
+	}
 }
