@@ -183,6 +183,7 @@ type Writer struct {
 	durMAC  [32]byte
 	durSize int64
 	lost    int
+	lostWhy string
 	gapIn   bool // the buffer holds the gap record
 
 	sealLine []byte // the last seal, for the anchor once it is on disk
@@ -437,7 +438,7 @@ func (w *Writer) append(r Record) error {
 	if w.lost > 0 && !w.gapIn {
 		w.gapIn = true
 		gap := Record{Type: TypeRecordsLost, Outcome: "failure", Who: "pci-segment worker", Resource: FileName,
-			Details: map[string]any{"count": w.lost, "reason": fmt.Sprint(w.err)}}
+			Details: map[string]any{"count": w.lost, "reason": w.lostWhy}}
 		if err := w.appendOne(gap); err != nil {
 			return err
 		}
@@ -625,7 +626,7 @@ func (w *Writer) rollback(err error) {
 		n-- // the gap record itself
 	}
 	w.lost += n
-	w.err, w.gapIn = err, false
+	w.err, w.gapIn, w.lostWhy = err, false, err.Error()
 	w.seq, w.prev, w.size = w.durSeq, w.durMAC, w.durSize
 	w.inEpoch = max(0, w.inEpoch-n)
 	w.bw.Reset(w.f)
