@@ -99,7 +99,12 @@ var WorkerMaps = []string{
 	DatapathMapEvents,
 	DatapathMapBarrier,
 	DatapathMapBarrierInner,
+	DatapathMapPolicyHits,
 }
+
+// MaxPolicies is how many policies one set may hold: the per-policy match
+// counters (policy_hits) have this many slots per half, as in pcisegment.c.
+const MaxPolicies = 4096
 
 // WorkerReadOnly are the maps the worker gets read-only descriptors of: it
 // reports the counters but must not be able to reset them.
@@ -276,6 +281,7 @@ func (m *DatapathMaps) All() map[string]*ebpf.Map {
 		DatapathMapBarrier:   m.Barrier,
 		// The barrier's inner map, held by slot 0.
 		DatapathMapBarrierInner: m.BarrierInner,
+		DatapathMapPolicyHits:   m.PolicyHits,
 	}
 }
 
@@ -286,6 +292,7 @@ func (m *DatapathMaps) Set(byName map[string]*ebpf.Map) error {
 		DatapathMapSelector: &m.Selector, DatapathMapHalves: &m.Halves, DatapathMapInfo: &m.Info,
 		DatapathMapConntrack: &m.Conntrack, DatapathMapFrags: &m.Frags, DatapathMapCounters: &m.Counters,
 		DatapathMapEvents: &m.Events, DatapathMapBarrier: &m.Barrier, DatapathMapBarrierInner: &m.BarrierInner,
+		DatapathMapPolicyHits: &m.PolicyHits,
 	} {
 		if *p = byName[name]; *p == nil {
 			return fmt.Errorf("datapath map %q missing", name)

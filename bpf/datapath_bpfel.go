@@ -109,6 +109,12 @@ type DatapathInfoValue struct {
 	Pad        uint32
 }
 
+type DatapathPolicyHit struct {
+	_      structs.HostLayout
+	Flows  uint64
+	LastNs uint64
+}
+
 type DatapathPortKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -146,6 +152,7 @@ const (
 	DatapathMapFrags            = "frags"
 	DatapathMapHalves           = "halves"
 	DatapathMapInfo             = "info"
+	DatapathMapPolicyHits       = "policy_hits"
 	DatapathMapPorts            = "ports"
 	DatapathMapSelector         = "selector"
 	DatapathProgPciEgress       = "pci_egress"
@@ -219,6 +226,7 @@ type DatapathMapSpecs struct {
 	Frags        *ebpf.MapSpec `ebpf:"frags"`
 	Halves       *ebpf.MapSpec `ebpf:"halves"`
 	Info         *ebpf.MapSpec `ebpf:"info"`
+	PolicyHits   *ebpf.MapSpec `ebpf:"policy_hits"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	Selector     *ebpf.MapSpec `ebpf:"selector"`
 }
@@ -266,6 +274,7 @@ type DatapathMaps struct {
 	Frags        *ebpf.Map `ebpf:"frags"`
 	Halves       *ebpf.Map `ebpf:"halves"`
 	Info         *ebpf.Map `ebpf:"info"`
+	PolicyHits   *ebpf.Map `ebpf:"policy_hits"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 	Selector     *ebpf.Map `ebpf:"selector"`
 }
@@ -282,6 +291,7 @@ func (m *DatapathMaps) Close() error {
 		m.Frags,
 		m.Halves,
 		m.Info,
+		m.PolicyHits,
 		m.Ports,
 		m.Selector,
 	)

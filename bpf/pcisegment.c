@@ -110,6 +110,15 @@ struct port_value {
 	__u32 policy;
 };
 
+// The policies one set may hold: the per-policy match counters have this
+// many slots per half.
+#define MAX_POLICIES 4096
+
+struct policy_hit {
+	__u64 flows;   // new flows its rules let in
+	__u64 last_ns; // boot-time ns of the last one
+};
+
 struct selector_value {
 	__u32 active;
 	__u32 pad;
@@ -264,6 +273,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct info_value);
 } info SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * MAX_POLICIES);
+	__type(key, __u32);
+	__type(value, struct policy_hit);
+} policy_hits SEC(".maps");
 
 // The grace barrier. No program reads it: updating a map-in-map makes the
 // kernel wait, before the syscall returns, for every program that is
@@ -685,8 +701,8 @@ static __always_inline int deny(struct __sk_buff *skb, __u8 dir, struct packet *
 
 // rules_allow reports whether a rule of the given half allows a new flow in
 // direction dir with this peer address, protocol and destination port.
-static __always_inline int rules_allow(__u32 half, __u8 dir, __u8 family, const __u8 *peer,
-				       __u8 proto, __be16 port)
+static __always_inline struct port_value *rules_match(__u32 half, __u8 dir, __u8 family, const __u8 *peer,
+							__u8 proto, __be16 port)
 {
 	struct addr_value *cls;
 
@@ -708,7 +724,7 @@ static __always_inline int rules_allow(__u32 half, __u8 dir, __u8 family, const 
 		cls = bpf_map_lookup_elem(&addr6, &k);
 	}
 	if (!cls || cls->class == 0)
-		return 0;
+		return NULL;
 
 	struct port_key pk = {
 		.prefixlen = 64 + 16 + 16,
@@ -718,7 +734,29 @@ static __always_inline int rules_allow(__u32 half, __u8 dir, __u8 family, const 
 		.proto = proto,
 		.port = port,
 	};
-	return bpf_map_lookup_elem(&ports, &pk) != NULL;
+	return bpf_map_lookup_elem(&ports, &pk);
+}
+
+static __always_inline int rules_allow(__u32 half, __u8 dir, __u8 family, const __u8 *peer,
+				       __u8 proto, __be16 port)
+{
+	return rules_match(half, dir, family, peer, proto, port) != NULL;
+}
+
+// hit counts a new flow a policy's rule let in, and when: per half, so that
+// the counts of a set never mix with the next one's (whose indices differ).
+static __always_inline void hit(__u32 half, __u32 policy, __u64 now)
+{
+	__u32 slot = half * MAX_POLICIES + policy;
+	struct policy_hit *h;
+
+	if (check_mode || policy >= MAX_POLICIES)
+		return;
+	h = bpf_map_lookup_elem(&policy_hits, &slot);
+	if (h) {
+		h->flows++;
+		h->last_ns = now;
+	}
 }
 
 static __always_inline __u64 ct_timeout(__u8 proto)
@@ -983,8 +1021,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (governed) {
 		const __u8 *peer = dir == DIR_INGRESS ? p.saddr : p.daddr;
 
-		if (!rules_allow(half, dir, p.family, peer, p.proto, is_tracked(p.proto) ? p.dport : 0))
+		struct port_value *pv = rules_match(half, dir, p.family, peer, p.proto, is_tracked(p.proto) ? p.dport : 0);
+
+		if (!pv)
 			return deny(skb, dir, &p, REASON_NO_RULE, hc->monitor);
+		hit(half, pv->policy, now);
 	}
 	// Allowed, by a rule or because no policy governs this direction:
 	// replies of this flow may pass the other way.

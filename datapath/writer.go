@@ -21,6 +21,9 @@ import (
 type PolicyMaps struct {
 	Addr4, Addr6, Ports, Selector, Halves, Info *ebpf.Map
 	Barrier, BarrierInner                       *ebpf.Map
+	// PolicyHits counts, per half and policy, the new flows a policy's
+	// rules let in; a half's counts are zeroed before it is written.
+	PolicyHits *ebpf.Map
 	// Monitor writes each set in monitor mode: what it denies is counted
 	// and reported as would-be denials, and passes.
 	Monitor bool
@@ -32,7 +35,8 @@ func Writer(maps map[string]*ebpf.Map) *PolicyMaps {
 	return &PolicyMaps{Addr4: maps[bpf.DatapathMapAddr4], Addr6: maps[bpf.DatapathMapAddr6],
 		Ports: maps[bpf.DatapathMapPorts], Selector: maps[bpf.DatapathMapSelector],
 		Halves: maps[bpf.DatapathMapHalves], Info: maps[bpf.DatapathMapInfo],
-		Barrier: maps[bpf.DatapathMapBarrier], BarrierInner: maps[bpf.DatapathMapBarrierInner]}
+		Barrier: maps[bpf.DatapathMapBarrier], BarrierInner: maps[bpf.DatapathMapBarrierInner],
+		PolicyHits: maps[bpf.DatapathMapPolicyHits]}
 }
 
 // Capacity is what one policy set may use: the tries are shared by both
@@ -64,6 +68,9 @@ func (capa Capacity) Fits(c *policy.Compiled) error {
 	if n4+n6 > capa.Prefixes {
 		return fmt.Errorf("policy set needs %d address prefix entries (%d IPv4, %d IPv6), the datapath holds %d: raise --max-prefixes to at least %d",
 			n4+n6, n4, n6, capa.Prefixes, n4+n6)
+	}
+	if len(c.Policies) > bpf.MaxPolicies {
+		return fmt.Errorf("policy set has %d policies selecting this host, the datapath counts matches for %d: merge some", len(c.Policies), bpf.MaxPolicies)
 	}
 	if len(c.Ports) > capa.PortEntries {
 		return fmt.Errorf("policy set needs %d port entries, the datapath holds %d: raise --max-port-entries to at least %d",
@@ -117,6 +124,9 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 	}
 	half := active ^ 1
 	if err := pm.clearHalf(half); err != nil {
+		return err
+	}
+	if err := pm.clearHits(half); err != nil {
 		return err
 	}
 
@@ -183,6 +193,27 @@ func (pm *PolicyMaps) Apply(c *policy.Compiled, gen uint64, setHash [32]byte) er
 	// The flip: from here on every new packet reads the new half.
 	if err := pm.Selector.Put(uint32(0), bpf.DatapathSelectorValue{Active: half}); err != nil {
 		return fmt.Errorf("flip selector to half %d: %w", half, err)
+	}
+	return nil
+}
+
+// clearHits zeroes half's per-policy match counters, so that the set
+// written there starts from none (its policy indices are its own).
+func (pm *PolicyMaps) clearHits(half uint32) error {
+	if pm.PolicyHits == nil {
+		return nil
+	}
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	keys := make([]uint32, bpf.MaxPolicies)
+	zeros := make([]bpf.DatapathPolicyHit, bpf.MaxPolicies*n)
+	for i := range keys {
+		keys[i] = half*bpf.MaxPolicies + uint32(i)
+	}
+	if _, err := pm.PolicyHits.BatchUpdate(keys, zeros, nil); err != nil {
+		return fmt.Errorf("clear the match counters of half %d: %w", half, err)
 	}
 	return nil
 }

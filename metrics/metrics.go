@@ -32,13 +32,15 @@ type Metrics struct {
 	// directions), by interface name: bounded by the host's interfaces.
 	Enforcing         *prometheus.GaugeVec
 	Overrides         *prometheus.GaugeVec // by override name, a fixed set
+	hits              *policyHits
 	AuditRecords      prometheus.Counter
 	AuditWriteErrors  prometheus.Counter
 	DatapathReadError prometheus.Counter
 }
 
-// New builds the registry around the counter map.
-func New(counters *ebpf.Map) *Metrics {
+// New builds the registry around the counter map and, when given, the
+// per-policy match counters.
+func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
@@ -91,12 +93,16 @@ func New(counters *ebpf.Map) *Metrics {
 			Help: "Scrapes that could not read the datapath counters.",
 		}),
 	}
+	m.hits = &policyHits{}
+	if len(policyHitsMap) > 0 {
+		m.hits.m = policyHitsMap[0]
+	}
 	for _, r := range []string{"applied", "rejected"} {
 		m.Reloads.WithLabelValues(r) // present at 0 from the start, for rate() and alerts
 	}
 	reg.MustRegister(m.PolicyGeneration, m.MonitorMode, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
 		m.Policies, m.Rules, m.WorkerRestarts, m.Enforcing, m.Overrides,
-		&datapath{counters: counters, readErr: m.DatapathReadError}, privileges{},
+		&datapath{counters: counters, readErr: m.DatapathReadError}, privileges{}, m.hits,
 		collectors.NewBuildInfoCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
 	"net/netip"
@@ -15,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pci-segment/pci-segment/bpf"
+	writer "github.com/pci-segment/pci-segment/datapath"
+	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/testenv"
 )
 
@@ -115,5 +118,65 @@ func TestDeniedFloodAddsNoSeries(t *testing.T) {
 				t.Errorf("a label holds a number (a port?): %s", line)
 			}
 		}
+	}
+}
+
+// Per-policy matches through the real program: a policy whose rule lets a
+// flow in counts it with a time; one that never matches shows 0; 1,000
+// policies applied, then removed, leave no series behind.
+func TestPolicyMatchSeriesFollowTheSetInForce(t *testing.T) {
+	testenv.RequireRoot(t)
+	objs, err := bpf.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	m := New(objs.Counters, objs.PolicyHits)
+	pm := writer.Writer(objs.All())
+	apply := func(n int, gen uint64) {
+		t.Helper()
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "---\napiVersion: pci-segment/v1\nkind: NetworkPolicy\nmetadata: {name: p%04d}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{ipBlock: {cidr: 10.%d.%d.0/24}}]\n      ports: [{protocol: TCP, port: 443}]\n", i, i/256, i%256)
+		}
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(b.String()), 0o644)
+		set, err := policy.Load([]string{dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := policy.Compile(set, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pm.Apply(c, gen, set.Hash); err != nil {
+			t.Fatal(err)
+		}
+		half, _ := pm.Active()
+		m.SetPolicies(c.Policies, half)
+	}
+	apply(1000, 1)
+	host := netip.MustParseAddr("192.0.2.1")
+	p := bpf.Packet{Src: netip.MustParseAddr("10.1.7.9"), Dst: host, Proto: 6, Sport: 40000, Dport: 443} // p0263's
+	if ret, err := objs.PciIngress.Run(&ebpf.RunOptions{Data: p.Frame()}); err != nil || ret != 0xffffffff {
+		t.Fatalf("an allowed packet: %v, %#x", err, ret)
+	}
+	body := gather(t, m)
+	if n := strings.Count(body, "pci_segment_policy_matched_flows_total{"); n != 1000 {
+		t.Errorf("%d policy series for 1,000 policies", n)
+	}
+	for _, want := range []string{`pci_segment_policy_matched_flows_total{policy="p0263"} 1`, `pci_segment_policy_matched_flows_total{policy="p0264"} 0`,
+		`pci_segment_policy_last_match_timestamp_seconds{policy="p0264"} 0`} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `pci_segment_policy_last_match_timestamp_seconds{policy="p0263"} 0`+"\n") {
+		t.Error("the policy that matched has no last-match time")
+	}
+	apply(1, 2)
+	body = gather(t, m)
+	if n := strings.Count(body, "pci_segment_policy_matched_flows_total{"); n != 1 || !strings.Contains(body, `{policy="p0000"} 0`) {
+		t.Errorf("after removing 999 policies, %d policy series remain:\n%s", n, body)
 	}
 }

@@ -98,6 +98,9 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 	a.ready.policy()
 	a.met.PolicyGeneration.Set(float64(gen))
 	a.met.Policies.Set(float64(len(compiled.Policies)))
+	if half, err := a.pm.Active(); err == nil {
+		a.met.SetPolicies(compiled.Policies, half)
+	}
 	a.met.Rules.Set(float64(compiled.Rules))
 	a.met.LastApplied.SetToCurrentTime()
 	files := make([]map[string]string, 0, len(set.Files))

@@ -174,7 +174,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	if key.Key != ([32]byte{}) {
 		chain = hex.EncodeToString(key.Chain[:])
 	}
-	met := metrics.New(maps[bpf.DatapathMapCounters])
+	met := metrics.New(maps[bpf.DatapathMapCounters], maps[bpf.DatapathMapPolicyHits])
 	opts := audit.Options{Anchor: anchor}
 	if cfg.SyslogRecords {
 		opts.Copy = anchor

@@ -1,0 +1,74 @@
+package metrics
+
+import (
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/pci-segment/pci-segment/bpf"
+)
+
+// policyHits reports, per policy of the set in force, the new flows its
+// rules let in and when the last one came, so that a rule that never
+// matches shows (PCI-DSS Req 1.2.7's ruleset review). Series exist only for
+// the policies in force: removing a policy removes its series.
+type policyHits struct {
+	m *ebpf.Map
+
+	mu    sync.Mutex
+	names []string // the set in force, by the index the datapath counts
+	half  uint32
+}
+
+var (
+	policyFlowsDesc = prometheus.NewDesc("pci_segment_policy_matched_flows_total",
+		"New flows a policy's rules let in, since the set in force was applied.", []string{"policy"}, nil)
+	policyLastDesc = prometheus.NewDesc("pci_segment_policy_last_match_timestamp_seconds",
+		"When a policy's rules last let a new flow in, in seconds since the Unix epoch; 0 if never since the set was applied.", []string{"policy"}, nil)
+)
+
+// SetPolicies names the policies of the set just applied, in the order its
+// compilation indexed them, and the half it was written to.
+func (m *Metrics) SetPolicies(names []string, half uint32) {
+	m.hits.mu.Lock()
+	m.hits.names, m.hits.half = append([]string(nil), names...), half
+	m.hits.mu.Unlock()
+}
+
+func (p *policyHits) Describe(ch chan<- *prometheus.Desc) {
+	ch <- policyFlowsDesc
+	ch <- policyLastDesc
+}
+
+func (p *policyHits) Collect(ch chan<- prometheus.Metric) {
+	if p.m == nil {
+		return
+	}
+	p.mu.Lock()
+	names, half := p.names, p.half
+	p.mu.Unlock()
+	var boot unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	now := time.Now()
+	for i, name := range names {
+		var per []bpf.DatapathPolicyHit
+		if err := p.m.Lookup(half*bpf.MaxPolicies+uint32(i), &per); err != nil {
+			ch <- prometheus.NewInvalidMetric(policyFlowsDesc, err)
+			return
+		}
+		var flows, last uint64
+		for _, h := range per {
+			flows += h.Flows
+			last = max(last, h.LastNs)
+		}
+		at := 0.0
+		if last > 0 {
+			at = float64(now.Add(-time.Duration(uint64(boot.Nano())-last)).UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(policyFlowsDesc, prometheus.CounterValue, float64(flows), name)
+		ch <- prometheus.MustNewConstMetric(policyLastDesc, prometheus.GaugeValue, at, name)
+	}
+}
