@@ -21,11 +21,6 @@
 //	Key       L     audit chain id and first     -                 -           the audit chain's first key comes from root, which
 //	                key, or none; a syslog fd                                  keeps the auditor's copy; syslog without a unix socket
 //
-// Not sent yet: Listener. Until the worker can serve on a socket systemd
-// passed, the loader closes such sockets at its re-exec; the codec and the
-// table hold it already, so that sending it changes no message and no
-// version.
-//
 // What the worker may send when is the loader's permit table, checked by a
 // Monitor: Hello once; after the maps, an Applied carrying exactly the
 // generation the Maps message named; then Applied with the next generation,

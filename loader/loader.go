@@ -88,6 +88,8 @@ type Config struct {
 	Replace bool
 	// Monitor passes what the policy denies, counted and audited.
 	Monitor bool
+	// listener is the metrics socket systemd passed, for the worker.
+	listener *os.File
 	// Syslog is the syslog socket the worker gets a connection to, for a
 	// copy of each epoch's seal (and with SyslogRecords of every record);
 	// "" for none.
@@ -126,11 +128,12 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		if err := checkReduced(); err != nil {
 			return err
 		}
-		objs, readOnly, lock, keys, err := adopt(spec, cfg.Sizes)
+		objs, readOnly, lock, keys, listener, err := adopt(spec, cfg.Sizes)
 		if err != nil {
 			pins.RemoveIfEmpty(cfg.PinDir)
 			return err
 		}
+		cfg.listener = listener
 		defer objs.Close()
 		defer lock.Close() // last: the directory goes while still locked
 		// Nothing pinned (a start that failed): leave no empty directory.
@@ -141,11 +144,13 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
-	// Whatever this process inherited beyond stdio goes at the re-exec and
-	// never reaches the worker, which gets exactly its socket and map fds.
-	// (Sockets from systemd's socket activation go too: handing one to the
-	// worker is what ipc's Listener is for, which the loader does not send
-	// yet.)
+	// The metrics socket systemd passed (socket activation), checked;
+	// then whatever else this process inherited beyond stdio goes at the
+	// re-exec and never reaches the worker.
+	listener, err := takeListener()
+	if err != nil {
+		return err
+	}
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("mark inherited descriptors close-on-exec: %w", err)
 	}
@@ -183,7 +188,39 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		return err
 	}
 	defer objs.Close()
-	return reduce(objs, bpffs, lock, keys)
+	return reduce(objs, bpffs, lock, keys, listener)
+}
+
+// takeListener takes the listening socket systemd passes the service by
+// socket activation (LISTEN_FDS=1 at fd 3, LISTEN_PID this process), the
+// metrics socket the worker serves on: it then opens none of its own, and
+// the service needs no inet socket of its own to listen. Only one is
+// expected; it must be a listening TCP socket.
+func takeListener() (*os.File, error) {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) || os.Getenv("LISTEN_FDS") == "" {
+		return nil, nil
+	}
+	defer os.Unsetenv("LISTEN_PID")
+	defer os.Unsetenv("LISTEN_FDS")
+	defer os.Unsetenv("LISTEN_FDNAMES")
+	if n := os.Getenv("LISTEN_FDS"); n != "1" {
+		return nil, fmt.Errorf("systemd passed %s sockets; pci-segment.socket has one, the metrics listener", n)
+	}
+	typ, err1 := unix.GetsockoptInt(3, unix.SOL_SOCKET, unix.SO_TYPE)
+	acc, err2 := unix.GetsockoptInt(3, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	dom, err3 := unix.GetsockoptInt(3, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err := errors.Join(err1, err2, err3); err != nil || typ != unix.SOCK_STREAM || acc != 1 ||
+		(dom != unix.AF_INET && dom != unix.AF_INET6) {
+		return nil, fmt.Errorf("the socket systemd passed (fd 3) is not a listening TCP socket (%v)", err)
+	}
+	// Moved off fd 3, close-on-exec like everything inherited: reduce
+	// passes it across the re-exec on purpose, with the objects.
+	fd, err := unix.FcntlInt(3, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return nil, fmt.Errorf("keep the metrics socket: %w", err)
+	}
+	unix.Close(3)
+	return os.NewFile(uintptr(fd), "metrics listener"), nil
 }
 
 // run is the loader after reduce: start the worker, attach once it has
@@ -407,6 +444,9 @@ func workerArgs(cfg Config, acct account) []string {
 	}
 	if cfg.Monitor {
 		args = append(args, "--mode", "monitor")
+	}
+	if cfg.listener != nil {
+		args = append(args, "--metrics-listener")
 	}
 	if cfg.SyslogRecords && cfg.Syslog != "" {
 		args = append(args, "--syslog-every-record")

@@ -42,7 +42,7 @@ const readOnlySuffix = "_ro"
 // exactly those. The loaded programs and maps survive as inherited
 // descriptors, named in objectsEnv, with read-only twins of the maps the
 // worker must not write. It returns only on error.
-func reduce(objs *bpf.DatapathObjects, bpffs string, lock, keys *os.File) error {
+func reduce(objs *bpf.DatapathObjects, bpffs string, lock, keys, listener *os.File) error {
 	var fds []string
 	add := func(name string, fd int) error {
 		// Inherited only by this exec: the re-executed loader marks
@@ -85,6 +85,11 @@ func reduce(objs *bpf.DatapathObjects, bpffs string, lock, keys *os.File) error 
 	if err := add(keysName, int(keys.Fd())); err != nil {
 		return err
 	}
+	if listener != nil {
+		if err := add(listenerName, int(listener.Fd())); err != nil {
+			return err
+		}
+	}
 	env := append(os.Environ(), objectsEnv+"="+strings.Join(fds, ","))
 	runtime.LockOSThread() // never unlocked: exec replaces the process
 	if err := privilege.LimitThread(privilege.CapMask(keptCaps...)); err != nil {
@@ -114,23 +119,24 @@ func checkReduced() error {
 // lockName and keysName name the single-instance lock and the audit key
 // directory among the passed descriptors.
 const (
-	lockName = "lock"
-	keysName = "keys"
+	lockName     = "lock"
+	keysName     = "keys"
+	listenerName = "listener"
 )
 
 // adopt takes the objects a reduce passed on, checking each before use, the
 // read-only descriptors by map name, and the lock.
-func adopt(spec string, sizes bpf.Sizes) (*bpf.DatapathObjects, map[string]*ebpf.Map, *os.File, *os.File, error) {
+func adopt(spec string, sizes bpf.Sizes) (*bpf.DatapathObjects, map[string]*ebpf.Map, *os.File, *os.File, *os.File, error) {
 	os.Unsetenv(objectsEnv)
 	objs := &bpf.DatapathObjects{}
 	maps := map[string]*ebpf.Map{}
 	readOnly := map[string]*ebpf.Map{}
-	var lock, keys *os.File
+	var lock, keys, listener *os.File
 	for _, kv := range strings.Split(spec, ",") {
 		name, v, ok := strings.Cut(kv, "=")
 		fd, err := strconv.Atoi(v)
 		if !ok || err != nil || fd < 3 {
-			return nil, nil, nil, nil, fmt.Errorf("%s: malformed entry %q", objectsEnv, kv)
+			return nil, nil, nil, nil, nil, fmt.Errorf("%s: malformed entry %q", objectsEnv, kv)
 		}
 		unix.CloseOnExec(fd)
 		switch name {
@@ -138,13 +144,15 @@ func adopt(spec string, sizes bpf.Sizes) (*bpf.DatapathObjects, map[string]*ebpf
 			lock = os.NewFile(uintptr(fd), "pin directory lock")
 		case keysName:
 			keys = os.NewFile(uintptr(fd), "audit key directory")
+		case listenerName:
+			listener = os.NewFile(uintptr(fd), "metrics listener")
 		case bpf.DatapathProgPciIngress, bpf.DatapathProgPciEgress:
 			p, err := ebpf.NewProgramFromFD(fd)
 			if err != nil {
-				return nil, nil, nil, nil, fmt.Errorf("adopt program %s: %w", name, err)
+				return nil, nil, nil, nil, nil, fmt.Errorf("adopt program %s: %w", name, err)
 			}
 			if info, err := p.Info(); err != nil || info.Type != ebpf.SchedCLS || info.Name != name {
-				return nil, nil, nil, nil, fmt.Errorf("adopt program %s: not the datapath's program", name)
+				return nil, nil, nil, nil, nil, fmt.Errorf("adopt program %s: not the datapath's program", name)
 			}
 			if name == bpf.DatapathProgPciIngress {
 				objs.PciIngress = p
@@ -154,23 +162,23 @@ func adopt(spec string, sizes bpf.Sizes) (*bpf.DatapathObjects, map[string]*ebpf
 		default:
 			m, err := ebpf.NewMapFromFD(fd)
 			if err != nil {
-				return nil, nil, nil, nil, fmt.Errorf("adopt map %s: %w", name, err)
+				return nil, nil, nil, nil, nil, fmt.Errorf("adopt map %s: %w", name, err)
 			}
 			into, mapName := maps, name
 			if base, ok := strings.CutSuffix(name, readOnlySuffix); ok && bpf.WorkerReadOnly[base] {
 				into, mapName = readOnly, base
 			}
 			if err := bpf.Check(m, mapName, sizes); err != nil {
-				return nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, err
 			}
 			into[mapName] = m
 		}
 	}
 	if err := objs.DatapathMaps.Set(maps); err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	if objs.PciIngress == nil || objs.PciEgress == nil || len(readOnly) != len(bpf.WorkerReadOnly) || lock == nil || keys == nil {
-		return nil, nil, nil, nil, fmt.Errorf("%s: programs, read-only maps, the lock or the key directory missing", objectsEnv)
+		return nil, nil, nil, nil, nil, fmt.Errorf("%s: programs, read-only maps, the lock or the key directory missing", objectsEnv)
 	}
-	return objs, readOnly, lock, keys, nil
+	return objs, readOnly, lock, keys, listener, nil
 }

@@ -313,6 +313,11 @@ func (s *supervisor) handle(m ipc.Message) error {
 		if err != nil {
 			return fmt.Errorf("hand audit key to worker: %w", err)
 		}
+		if s.cfg.listener != nil {
+			if err := s.conn.Send(ctx, ipc.Listener{FD: int(s.cfg.listener.Fd())}); err != nil {
+				return fmt.Errorf("hand the metrics socket to worker: %w", err)
+			}
+		}
 		if s.attached && s.enforcing != nil {
 			for _, ev := range s.enforcing() {
 				ev.Count = 1

@@ -185,6 +185,12 @@ func Serve(addr string, reg *prometheus.Registry, ready func() (bool, string)) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
+	return ServeOn(ln, reg, ready)
+}
+
+// ServeOn is Serve on a listener already open: the one systemd's socket
+// activation passed, through the loader.
+func ServeOn(ln net.Listener, reg *prometheus.Registry, ready func() (bool, string)) (net.Addr, <-chan error, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })

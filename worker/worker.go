@@ -71,6 +71,9 @@ type Config struct {
 	Seccomp string
 	// Monitor runs the datapath in monitor mode (--mode monitor).
 	Monitor bool
+	// MetricsListener: the loader hands over the metrics socket systemd
+	// passed; the worker then listens on nothing of its own.
+	MetricsListener bool
 	// SyslogRecords copies every audit record to syslog, not only the
 	// seals (--syslog-every-record).
 	SyslogRecords bool
@@ -157,6 +160,19 @@ func Run(cfg Config, log hclog.Logger) error {
 		return fmt.Errorf("receive audit key: %w", err)
 	}
 	key := km.(ipc.Key)
+	var handed net.Listener
+	if cfg.MetricsListener {
+		lm, err := conn.Expect(ctx, ipc.TypeListener)
+		if err != nil {
+			return fmt.Errorf("receive the metrics socket: %w", err)
+		}
+		f := os.NewFile(uintptr(lm.(ipc.Listener).FD), "metrics listener")
+		handed, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("the metrics socket the loader handed over: %w", err)
+		}
+	}
 	anchor := syslogAnchor(key.Syslog, log)
 	defer func() {
 		for _, m := range maps {
@@ -199,7 +215,13 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	defer rd.Close()
 	var ready readiness
-	addr, served, err := metrics.Serve(cfg.MetricsAddr, met.Registry, ready.ready)
+	var addr net.Addr
+	var served <-chan error
+	if handed != nil {
+		addr, served, err = metrics.ServeOn(handed, met.Registry, ready.ready)
+	} else {
+		addr, served, err = metrics.Serve(cfg.MetricsAddr, met.Registry, ready.ready)
+	}
 	if err != nil {
 		return err
 	}

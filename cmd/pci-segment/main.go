@@ -78,6 +78,7 @@ type workerCmd struct {
 	AllowRoot         bool
 	Mode              string `default:"enforce" enum:"enforce,monitor"`
 	SyslogEveryRecord bool
+	MetricsListener   bool
 	Seccomp           string `default:"allowlist" enum:"allowlist,denylist"`
 	MaxPrefixes       int
 	MaxPortEntries    int
@@ -165,7 +166,7 @@ func main() {
 		}
 		exit(log, worker.Run(worker.Config{Identity: id,
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
-			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor", SyslogRecords: w.SyslogEveryRecord,
+			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor", SyslogRecords: w.SyslogEveryRecord, MetricsListener: w.MetricsListener,
 			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
 		}, log))
 	default:
