@@ -100,6 +100,7 @@ var WorkerMaps = []string{
 	DatapathMapBarrier,
 	DatapathMapBarrierInner,
 	DatapathMapPolicyHits,
+	DatapathMapConntrack,
 }
 
 // MaxPolicies is how many policies one set may hold: the per-policy match
@@ -108,7 +109,9 @@ const MaxPolicies = 4096
 
 // WorkerReadOnly are the maps the worker gets read-only descriptors of: it
 // reports the counters but must not be able to reset them.
-var WorkerReadOnly = map[string]bool{DatapathMapCounters: true}
+var WorkerReadOnly = map[string]bool{DatapathMapCounters: true,
+	// Read for the metrics (how full it is); the datapath alone writes it.
+	DatapathMapConntrack: true}
 
 // Sizes are the capacities fixed when the loader starts (enforce's
 // --max-prefixes, --max-port-entries and --max-flows). Each is what one

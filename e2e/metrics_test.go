@@ -36,6 +36,14 @@ func TestMetricsAndReadinessTellTheTruth(t *testing.T) {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
+	if got := metricValue(t, scrape, `pci_segment_map_capacity_entries{map="conntrack"}`); got != 2*32768 {
+		t.Errorf("conntrack capacity %v, want twice --max-flows (32768)", got)
+	}
+	listen(t, l, l.HostNS, ap(l.Host4, 443))
+	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
+	if got := metricValue(t, e.scrape(t), "pci_segment_conntrack_entries"); got < 1 {
+		t.Errorf("%v connections tracked after one was made", got)
+	}
 	if !strings.Contains(scrape, "go_build_info{") {
 		t.Error("no build info")
 	}

@@ -220,11 +220,16 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer objs.Close()
-			ro, err := pins.ReadOnly(objs.Counters, "/sys/fs/bpf")
-			if err != nil {
-				t.Fatal(err)
+			readOnly := map[string]*ebpf.Map{}
+			for name := range bpf.WorkerReadOnly {
+				m, _ := objs.ByName(name)
+				ro, err := pins.ReadOnly(m, "/sys/fs/bpf")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ro.Close()
+				readOnly[name] = ro
 			}
-			defer ro.Close()
 			// The fake worker, as nobody, leaves its marker here.
 			dir := t.TempDir()
 			for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
@@ -243,7 +248,7 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				cfg:       Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
 				acct:      account{user: "nobody", group: "nogroup", Identity: privilege.Identity{UID: 65534, GID: 65534}},
 				maps:      &objs.DatapathMaps,
-				readOnly:  map[string]*ebpf.Map{bpf.DatapathMapCounters: ro},
+				readOnly:  readOnly,
 				log:       hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
 				onApplied: func() error { applied++; return nil },
 			}

@@ -33,13 +33,15 @@ type Metrics struct {
 	Enforcing         *prometheus.GaugeVec
 	Overrides         *prometheus.GaugeVec // by override name, a fixed set
 	hits              *policyHits
+	maps              *mapSizes
 	AuditRecords      prometheus.Counter
 	AuditWriteErrors  prometheus.Counter
 	DatapathReadError prometheus.Counter
 }
 
 // New builds the registry around the counter map and, when given, the
-// per-policy match counters.
+// per-policy match counters. Maps, when set later (SetMaps), adds each
+// map's capacity and how full connection tracking is.
 func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
@@ -93,7 +95,7 @@ func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 			Help: "Scrapes that could not read the datapath counters.",
 		}),
 	}
-	m.hits = &policyHits{}
+	m.hits, m.maps = &policyHits{}, &mapSizes{}
 	if len(policyHitsMap) > 0 {
 		m.hits.m = policyHitsMap[0]
 	}
@@ -102,7 +104,7 @@ func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 	}
 	reg.MustRegister(m.PolicyGeneration, m.MonitorMode, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
 		m.Policies, m.Rules, m.WorkerRestarts, m.Enforcing, m.Overrides,
-		&datapath{counters: counters, readErr: m.DatapathReadError}, privileges{}, m.hits,
+		&datapath{counters: counters, readErr: m.DatapathReadError}, privileges{}, m.hits, m.maps,
 		collectors.NewBuildInfoCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

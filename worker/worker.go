@@ -191,6 +191,7 @@ func Run(cfg Config, log hclog.Logger) error {
 		chain = hex.EncodeToString(key.Chain[:])
 	}
 	met := metrics.New(maps[bpf.DatapathMapCounters], maps[bpf.DatapathMapPolicyHits])
+	met.SetMaps(maps)
 	opts := audit.Options{Anchor: anchor}
 	if cfg.SyslogRecords {
 		opts.Copy = anchor
