@@ -32,6 +32,10 @@ type Paths struct {
 	StateDir string
 	// MetricsAddr is the host:port the worker serves metrics on.
 	MetricsAddr string
+	// WebConfig is the exporter-toolkit web configuration file (TLS,
+	// basic authentication), if any: its directory is granted read, for
+	// it and the certificates it names, which must sit beside it.
+	WebConfig string
 }
 
 // RulesetABI is the Landlock ABI the ruleset asks for; an older kernel gets
@@ -155,6 +159,13 @@ func Plan(p Paths, abi int) (Report, error) {
 	}
 	for _, f := range resolver {
 		add(f, fileReadAccess, "resolve the metrics address "+p.MetricsAddr)
+	}
+	if p.WebConfig != "" {
+		dir, err := filepath.Abs(filepath.Dir(p.WebConfig))
+		if err != nil {
+			return r, fmt.Errorf("plan landlock rules: --web-config-file %s: %w", p.WebConfig, err)
+		}
+		add(dir, readAccess, "the metrics server's TLS and authentication (--web-config-file) and its certificates")
 	}
 	for _, d := range []struct{ path, flag, why string }{
 		{p.AuditDir, "--audit-dir", "the audit log"},

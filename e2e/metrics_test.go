@@ -1,11 +1,25 @@
 package e2e
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pci-segment/pci-segment/lab"
 )
@@ -103,4 +117,74 @@ func TestTheWorkerServesOnTheSocketSystemdPassed(t *testing.T) {
 	if listening != 1 {
 		t.Errorf("%d listening TCP sockets in the lab's host namespace, want the handed one alone", listening)
 	}
+}
+
+// TLS and basic authentication through the exporter-toolkit web
+// configuration file, as other exporters take it: a scrape over HTTPS with
+// the password answers, one without it is refused, plain HTTP is not
+// served.
+func TestMetricsOverTLSWithBasicAuth(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	dir := worldDir(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pci-segment"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o644)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	cfg := filepath.Join(dir, "web.yml")
+	os.WriteFile(cfg, []byte("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o644)
+
+	startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{args: []string{"--web-config-file", cfg}})
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	get := func(url, user, pass string) (int, error) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+				err = l.Do(l.HostNS, func() error {
+					c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+					return err
+				})
+				return c, err
+			}}
+		req, _ := http.NewRequest("GET", url, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get("https://127.0.0.1:9720/metrics", "prometheus", "s3cret"); err != nil || code != 200 {
+		t.Errorf("HTTPS with the password: %d, %v", code, err)
+	}
+	if code, err := get("https://127.0.0.1:9720/metrics", "", ""); err != nil || code != 401 {
+		t.Errorf("HTTPS without the password: %d, %v; want 401", code, err)
+	}
+	if code, err := get("https://127.0.0.1:9720/metrics", "prometheus", "wrong"); err != nil || code != 401 {
+		t.Errorf("HTTPS with a wrong password: %d, %v; want 401", code, err)
+	}
+	if code, err := get("http://127.0.0.1:9720/metrics", "prometheus", "s3cret"); err == nil && code == 200 {
+		t.Error("plain HTTP is served")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -88,6 +88,9 @@ type Config struct {
 	Replace bool
 	// Monitor passes what the policy denies, counted and audited.
 	Monitor bool
+	// WebConfig is the metrics server's exporter-toolkit web
+	// configuration (TLS, basic authentication); "" for plain HTTP.
+	WebConfig string
 	// listener is the metrics socket systemd passed, for the worker.
 	listener *os.File
 	// Syslog is the syslog socket the worker gets a connection to, for a
@@ -106,6 +109,9 @@ type Config struct {
 func Enforce(cfg Config, log hclog.Logger) error {
 	// The worker runs in /: relative paths would mean something else there.
 	paths := []*string{&cfg.AuditDir, &cfg.StateDir, &cfg.PinDir}
+	if cfg.WebConfig != "" {
+		paths = append(paths, &cfg.WebConfig)
+	}
 	for i := range cfg.Policies {
 		paths = append(paths, &cfg.Policies[i])
 	}
@@ -447,6 +453,9 @@ func workerArgs(cfg Config, acct account) []string {
 	}
 	if cfg.listener != nil {
 		args = append(args, "--metrics-listener")
+	}
+	if cfg.WebConfig != "" {
+		args = append(args, "--web-config-file", cfg.WebConfig)
 	}
 	if cfg.SyslogRecords && cfg.Syslog != "" {
 		args = append(args, "--syslog-every-record")

@@ -6,14 +6,17 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/pci-segment/pci-segment/bpf"
 )
@@ -182,17 +185,27 @@ func (d *datapath) Collect(ch chan<- prometheus.Metric) {
 // Serve listens on addr and serves /metrics until the listener fails, and
 // /healthz (the worker answers) and /readyz (ready says whether a policy is
 // in force on every link, and if not why).
-func Serve(addr string, reg *prometheus.Registry, ready func() (bool, string)) (net.Addr, <-chan error, error) {
+//
+// With webConfig, the exporter-toolkit web configuration file as other
+// exporters take it, the server speaks TLS and asks for basic
+// authentication as the file says, reading it again for each connection.
+func Serve(addr string, reg *prometheus.Registry, ready func() (bool, string), webConfig string) (net.Addr, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
-	return ServeOn(ln, reg, ready)
+	return ServeOn(ln, reg, ready, webConfig)
 }
 
 // ServeOn is Serve on a listener already open: the one systemd's socket
 // activation passed, through the loader.
-func ServeOn(ln net.Listener, reg *prometheus.Registry, ready func() (bool, string)) (net.Addr, <-chan error, error) {
+func ServeOn(ln net.Listener, reg *prometheus.Registry, ready func() (bool, string), webConfig string) (net.Addr, <-chan error, error) {
+	if webConfig != "" {
+		if err := web.Validate(webConfig); err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("--web-config-file %s: %w", webConfig, err)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -206,7 +219,12 @@ func ServeOn(ln net.Listener, reg *prometheus.Registry, ready func() (bool, stri
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() {
-		err := srv.Serve(ln)
+		var err error
+		if webConfig != "" {
+			err = web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		} else {
+			err = srv.Serve(ln)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}

@@ -71,6 +71,9 @@ type Config struct {
 	Seccomp string
 	// Monitor runs the datapath in monitor mode (--mode monitor).
 	Monitor bool
+	// WebConfig is the exporter-toolkit web configuration file (TLS and
+	// basic authentication of the metrics server), or "".
+	WebConfig string
 	// MetricsListener: the loader hands over the metrics socket systemd
 	// passed; the worker then listens on nothing of its own.
 	MetricsListener bool
@@ -103,7 +106,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	// Landlock before seccomp: the filter allows none of its calls.
 	confined, err := confine.Worker(confine.Paths{Policies: cfg.Policies, AuditDir: cfg.AuditDir,
-		StateDir: cfg.StateDir, MetricsAddr: cfg.MetricsAddr})
+		StateDir: cfg.StateDir, MetricsAddr: cfg.MetricsAddr, WebConfig: cfg.WebConfig})
 	if err != nil {
 		return fmt.Errorf("refusing to run: landlock: %w", err)
 	}
@@ -219,9 +222,9 @@ func Run(cfg Config, log hclog.Logger) error {
 	var addr net.Addr
 	var served <-chan error
 	if handed != nil {
-		addr, served, err = metrics.ServeOn(handed, met.Registry, ready.ready)
+		addr, served, err = metrics.ServeOn(handed, met.Registry, ready.ready, cfg.WebConfig)
 	} else {
-		addr, served, err = metrics.Serve(cfg.MetricsAddr, met.Registry, ready.ready)
+		addr, served, err = metrics.Serve(cfg.MetricsAddr, met.Registry, ready.ready, cfg.WebConfig)
 	}
 	if err != nil {
 		return err

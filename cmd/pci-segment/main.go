@@ -55,6 +55,7 @@ type enforceCmd struct {
 	Mode              string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
 	Syslog            string   `default:"/dev/log" help:"Syslog socket the worker copies each audit epoch's seal to, the anchor that shows a truncated log; empty for none."`
 	SyslogEveryRecord bool     `help:"Copy every audit record to --syslog, not only the epochs' seals, so that a central collector has them promptly (PCI-DSS Req 10.3.3)."`
+	WebConfigFile     string   `help:"Prometheus exporter-toolkit web configuration (TLS, basic authentication) for the metrics server, read by the worker; the certificates it names must sit in its directory."`
 	Replace           bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
 	Seccomp           string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
 	// Map capacities, fixed for the life of the loader; the defaults are
@@ -79,6 +80,7 @@ type workerCmd struct {
 	Mode              string `default:"enforce" enum:"enforce,monitor"`
 	SyslogEveryRecord bool
 	MetricsListener   bool
+	WebConfigFile     string
 	Seccomp           string `default:"allowlist" enum:"allowlist,denylist"`
 	MaxPrefixes       int
 	MaxPortEntries    int
@@ -146,7 +148,7 @@ func main() {
 		err = loader.Enforce(loader.Config{
 			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
 			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
-			AllowRoot: e.AllowRoot, Replace: e.Replace, Syslog: e.Syslog, SyslogRecords: e.SyslogEveryRecord, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
+			AllowRoot: e.AllowRoot, Replace: e.Replace, WebConfig: e.WebConfigFile, Syslog: e.Syslog, SyslogRecords: e.SyslogEveryRecord, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
 			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
 		}, log)
 		exit(log, err)
@@ -166,7 +168,7 @@ func main() {
 		}
 		exit(log, worker.Run(worker.Config{Identity: id,
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
-			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor", SyslogRecords: w.SyslogEveryRecord, MetricsListener: w.MetricsListener,
+			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor", SyslogRecords: w.SyslogEveryRecord, MetricsListener: w.MetricsListener, WebConfig: w.WebConfigFile,
 			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
 		}, log))
 	default:
