@@ -29,7 +29,24 @@ func counters(t *testing.T) *ebpf.Map {
 }
 
 func TestRegistryPassesLint(t *testing.T) {
-	m := New(counters(t))
+	// Every collector with something to say: the datapath's maps, a
+	// policy, an interface, an override.
+	objs, err := bpf.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	m := New(objs.Counters, objs.PolicyHits)
+	m.SetMaps(objs.All())
+	m.SetPolicies([]string{"cde-web"}, 0)
+	m.Enforcing.WithLabelValues("eth0").Set(1)
+	m.Overrides.WithLabelValues("PCI_SEGMENT_PRIVILEGE_USER").Set(1)
+	for _, name := range []string{"pci_segment_policy_matched_flows_total", "pci_segment_map_capacity_entries",
+		"pci_segment_conntrack_entries", "pci_segment_worker_effective_capabilities", "pci_segment_enforcing"} {
+		if !strings.Contains(gather(t, m), "\n"+name) {
+			t.Errorf("%s is not in the scrape the lint sees", name)
+		}
+	}
 	problems, err := testutil.GatherAndLint(m.Registry)
 	if err != nil {
 		t.Fatal(err)
