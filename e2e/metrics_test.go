@@ -50,6 +50,9 @@ func TestMetricsAndReadinessTellTheTruth(t *testing.T) {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
+	if got := metricValue(t, scrape, `pci_segment_policy_map_entries{map="addr4"}`); got < 1 {
+		t.Errorf("the set in force takes %v IPv4 prefix entries, want some", got)
+	}
 	if got := metricValue(t, scrape, `pci_segment_map_capacity_entries{map="conntrack"}`); got != 2*32768 {
 		t.Errorf("conntrack capacity %v, want twice --max-flows (32768)", got)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pci-segment/pci-segment/audit"
+	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/datapath"
 	"github.com/pci-segment/pci-segment/ipc"
 	"github.com/pci-segment/pci-segment/metrics"
@@ -98,6 +99,14 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 	a.ready.policy()
 	a.met.PolicyGeneration.Set(float64(gen))
 	a.met.Policies.Set(float64(len(compiled.Policies)))
+	n4 := 0
+	for _, e := range compiled.Addrs {
+		if e.Prefix.Addr().Is4() {
+			n4++
+		}
+	}
+	a.met.SetEntries(map[string]int{bpf.DatapathMapAddr4: n4, bpf.DatapathMapAddr6: len(compiled.Addrs) - n4,
+		bpf.DatapathMapPorts: len(compiled.Ports)})
 	if half, err := a.pm.Active(); err == nil {
 		a.met.SetPolicies(compiled.Policies, half)
 	}
