@@ -60,7 +60,8 @@ type DatapathCtValue struct {
 	Generation uint64
 	Dir        uint8
 	Reply      uint8
-	Pad        [6]uint8
+	Pad        uint16
+	Policy     uint32
 }
 
 type DatapathEvent struct {
@@ -110,9 +111,9 @@ type DatapathInfoValue struct {
 }
 
 type DatapathPolicyHit struct {
-	_      structs.HostLayout
-	Flows  uint64
-	LastNs uint64
+	_       structs.HostLayout
+	Packets uint64
+	LastNs  uint64
 }
 
 type DatapathPortKey struct {

@@ -115,7 +115,7 @@ struct port_value {
 #define MAX_POLICIES 4096
 
 struct policy_hit {
-	__u64 flows;   // new flows its rules let in
+	__u64 packets; // of the flows its rules let in, both ways
 	__u64 last_ns; // boot-time ns of the last one
 };
 
@@ -153,7 +153,8 @@ struct ct_value {
 	__u64 generation;
 	__u8 dir;
 	__u8 reply;
-	__u8 pad[6];
+	__u16 pad;
+	__u32 policy; // 1 + the index, under generation, of the policy that let it in; 0 none
 };
 
 // The first fragment of a datagram that was allowed, so that its later
@@ -340,6 +341,7 @@ struct packet {
 	__be16 q_dport;
 	__u8 q_saddr[16];
 	__u8 q_daddr[16];
+	__u32 policy; // 1 + the index of the policy whose rule let it in; 0 none
 };
 
 static __always_inline int is_tracked(__u8 proto)
@@ -699,8 +701,9 @@ static __always_inline int deny(struct __sk_buff *skb, __u8 dir, struct packet *
 	return verdict;
 }
 
-// rules_allow reports whether a rule of the given half allows a new flow in
-// direction dir with this peer address, protocol and destination port.
+// rules_match returns the allowance of the given half that lets a new flow
+// in direction dir with this peer address, protocol and destination port
+// in (its value names the policy), or NULL when no rule does.
 static __always_inline struct port_value *rules_match(__u32 half, __u8 dir, __u8 family, const __u8 *peer,
 							__u8 proto, __be16 port)
 {
@@ -737,12 +740,6 @@ static __always_inline struct port_value *rules_match(__u32 half, __u8 dir, __u8
 	return bpf_map_lookup_elem(&ports, &pk);
 }
 
-static __always_inline int rules_allow(__u32 half, __u8 dir, __u8 family, const __u8 *peer,
-				       __u8 proto, __be16 port)
-{
-	return rules_match(half, dir, family, peer, proto, port) != NULL;
-}
-
 // hit counts a new flow a policy's rule let in, and when: per half, so that
 // the counts of a set never mix with the next one's (whose indices differ).
 static __always_inline void hit(__u32 half, __u32 policy, __u64 now)
@@ -754,7 +751,7 @@ static __always_inline void hit(__u32 half, __u32 policy, __u64 now)
 		return;
 	h = bpf_map_lookup_elem(&policy_hits, &slot);
 	if (h) {
-		h->flows++;
+		h->packets++;
 		h->last_ns = now;
 	}
 }
@@ -793,6 +790,7 @@ static __always_inline void ct_create(const struct packet *p, __u8 dir, __u64 ge
 		.last_seen_ns = now,
 		.generation = generation,
 		.dir = dir,
+		.policy = p->policy,
 	};
 
 	ct_key_of(&k, p, 0);
@@ -834,13 +832,22 @@ static __always_inline enum ct_result ct_check(const struct packet *p, __u8 dir,
 		__be16 odport = v->reply ? p->sport : p->dport;
 		const __u8 *peer = orig_dir == DIR_INGRESS ? osrc : odst;
 
-		if (hc->governed[orig_dir & 1] &&
-		    !rules_allow(half, orig_dir, p->family, peer, p->proto, is_tracked(p->proto) ? odport : 0)) {
-			bpf_map_delete_elem(&conntrack, &k);
-			return CT_REVOKED;
+		__u32 policy = 0;
+
+		if (hc->governed[orig_dir & 1]) {
+			struct port_value *pv = rules_match(half, orig_dir, p->family, peer, p->proto,
+							    is_tracked(p->proto) ? odport : 0);
+			if (!pv) {
+				bpf_map_delete_elem(&conntrack, &k);
+				return CT_REVOKED;
+			}
+			policy = pv->policy + 1;
 		}
 		v->generation = hc->generation;
+		v->policy = policy;
 	}
+	if (v->policy)
+		hit(half, v->policy - 1, now);
 	// Refresh at most once a second: fewer writes to a shared cache line.
 	// Both entries of the flow, so a reply that comes late after steady
 	// traffic the other way still finds its entry.
@@ -1025,6 +1032,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 		if (!pv)
 			return deny(skb, dir, &p, REASON_NO_RULE, hc->monitor);
+		p.policy = pv->policy + 1;
 		hit(half, pv->policy, now);
 	}
 	// Allowed, by a rule or because no policy governs this direction:

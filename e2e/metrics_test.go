@@ -37,7 +37,7 @@ func TestMetricsAndReadinessTellTheTruth(t *testing.T) {
 		scrape = e.scrape(t)
 	}
 	for series, want := range map[string]float64{
-		`pci_segment_enforcing{interface="` + l.HostIf + `"}`:                   1,
+		`pci_segment_enforcing{direction="egress",interface="` + l.HostIf + `"}`: 1,
 		"pci_segment_policies":                                                  1,
 		"pci_segment_rules":                                                     2,
 		"pci_segment_worker_effective_capabilities":                             0,

@@ -79,8 +79,8 @@ func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 		}),
 		Enforcing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pci_segment_enforcing",
-			Help: "1 for each interface the datapath is attached to, ingress and egress, as the loader reports it.",
-		}, []string{"interface"}),
+			Help: "1 for each interface and direction the datapath is attached to, as the loader reports it.",
+		}, []string{"interface", "direction"}),
 		Overrides: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pci_segment_override_in_effect",
 			Help: "1 for each development override in effect (not allowed in production, PCI-DSS Req 2.2.4).",

@@ -39,9 +39,9 @@ func TestRegistryPassesLint(t *testing.T) {
 	m := New(objs.Counters, objs.PolicyHits)
 	m.SetMaps(objs.All())
 	m.SetPolicies([]string{"cde-web"}, 0)
-	m.Enforcing.WithLabelValues("eth0").Set(1)
+	m.Enforcing.WithLabelValues("eth0", "ingress").Set(1)
 	m.Overrides.WithLabelValues("PCI_SEGMENT_PRIVILEGE_USER").Set(1)
-	for _, name := range []string{"pci_segment_policy_matched_flows_total", "pci_segment_map_capacity_entries",
+	for _, name := range []string{"pci_segment_policy_packets_total", "pci_segment_map_capacity_entries",
 		"pci_segment_conntrack_entries", "pci_segment_worker_effective_capabilities", "pci_segment_enforcing"} {
 		if !strings.Contains(gather(t, m), "\n"+name) {
 			t.Errorf("%s is not in the scrape the lint sees", name)

@@ -11,8 +11,8 @@ import (
 	"github.com/pci-segment/pci-segment/bpf"
 )
 
-// policyHits reports, per policy of the set in force, the new flows its
-// rules let in and when the last one came, so that a rule that never
+// policyHits reports, per policy of the set in force, the packets of the
+// flows its rules let in and when the last one passed, so that a rule that never
 // matches shows (PCI-DSS Req 1.2.7's ruleset review). Series exist only for
 // the policies in force: removing a policy removes its series.
 type policyHits struct {
@@ -24,10 +24,10 @@ type policyHits struct {
 }
 
 var (
-	policyFlowsDesc = prometheus.NewDesc("pci_segment_policy_matched_flows_total",
-		"New flows a policy's rules let in, since the set in force was applied.", []string{"policy"}, nil)
+	policyFlowsDesc = prometheus.NewDesc("pci_segment_policy_packets_total",
+		"Packets of the flows a policy's rules let in, both ways, since the set in force was applied.", []string{"policy"}, nil)
 	policyLastDesc = prometheus.NewDesc("pci_segment_policy_last_match_timestamp_seconds",
-		"When a policy's rules last let a new flow in, in seconds since the Unix epoch; 0 if never since the set was applied.", []string{"policy"}, nil)
+		"When a packet of a flow a policy's rules let in last passed, in seconds since the Unix epoch; 0 if none since the set was applied.", []string{"policy"}, nil)
 )
 
 // SetPolicies names the policies of the set just applied, in the order its
@@ -61,7 +61,7 @@ func (p *policyHits) Collect(ch chan<- prometheus.Metric) {
 		}
 		var flows, last uint64
 		for _, h := range per {
-			flows += h.Flows
+			flows += h.Packets
 			last = max(last, h.LastNs)
 		}
 		at := 0.0

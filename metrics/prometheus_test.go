@@ -54,7 +54,7 @@ func TestShippedAlertRulesAndScrapeConfigPassPromtool(t *testing.T) {
 func TestAScrapePassesPromtoolCheckMetrics(t *testing.T) {
 	tool := promtool(t)
 	m := New(counters(t))
-	m.Enforcing.WithLabelValues("eth0").Set(1)
+	m.Enforcing.WithLabelValues("eth0", "ingress").Set(1)
 	m.Reloads.WithLabelValues("applied").Inc()
 	body := gather(t, m)
 	cmd := exec.Command(tool, "check", "metrics")
@@ -162,10 +162,10 @@ func TestPolicyMatchSeriesFollowTheSetInForce(t *testing.T) {
 		t.Fatalf("an allowed packet: %v, %#x", err, ret)
 	}
 	body := gather(t, m)
-	if n := strings.Count(body, "pci_segment_policy_matched_flows_total{"); n != 1000 {
+	if n := strings.Count(body, "pci_segment_policy_packets_total{"); n != 1000 {
 		t.Errorf("%d policy series for 1,000 policies", n)
 	}
-	for _, want := range []string{`pci_segment_policy_matched_flows_total{policy="p0263"} 1`, `pci_segment_policy_matched_flows_total{policy="p0264"} 0`,
+	for _, want := range []string{`pci_segment_policy_packets_total{policy="p0263"} 1`, `pci_segment_policy_packets_total{policy="p0264"} 0`,
 		`pci_segment_policy_last_match_timestamp_seconds{policy="p0264"} 0`} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("scrape lacks %s", want)
@@ -176,7 +176,45 @@ func TestPolicyMatchSeriesFollowTheSetInForce(t *testing.T) {
 	}
 	apply(1, 2)
 	body = gather(t, m)
-	if n := strings.Count(body, "pci_segment_policy_matched_flows_total{"); n != 1 || !strings.Contains(body, `{policy="p0000"} 0`) {
+	if n := strings.Count(body, "pci_segment_policy_packets_total{"); n != 1 || !strings.Contains(body, `{policy="p0000"} 0`) {
 		t.Errorf("after removing 999 policies, %d policy series remain:\n%s", n, body)
+	}
+}
+
+// Every packet of an allowed flow counts for its policy, the replies too,
+// not only the first.
+func TestPolicyPacketsCountTheWholeFlow(t *testing.T) {
+	testenv.RequireRoot(t)
+	objs, err := bpf.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	m := New(objs.Counters, objs.PolicyHits)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("apiVersion: pci-segment/v1\nkind: NetworkPolicy\nmetadata: {name: web}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  ingress:\n    - ports: [{protocol: TCP, port: 443}]\n"), 0o644)
+	set, _ := policy.Load([]string{dir})
+	c, _ := policy.Compile(set, nil)
+	pm := writer.Writer(objs.All())
+	if err := pm.Apply(c, 1, set.Hash); err != nil {
+		t.Fatal(err)
+	}
+	half, _ := pm.Active()
+	m.SetPolicies(c.Policies, half)
+	host, peer := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.4")
+	in := bpf.Packet{Src: peer, Dst: host, Proto: 6, Sport: 40000, Dport: 443}
+	out := bpf.Packet{Src: host, Dst: peer, Proto: 6, Sport: 443, Dport: 40000}
+	for range 3 {
+		for _, p := range []struct {
+			prog *ebpf.Program
+			pkt  bpf.Packet
+		}{{objs.PciIngress, in}, {objs.PciEgress, out}} {
+			if ret, err := p.prog.Run(&ebpf.RunOptions{Data: p.pkt.Frame()}); err != nil || ret != 0xffffffff {
+				t.Fatalf("a packet of the allowed flow: %v, %#x", err, ret)
+			}
+		}
+	}
+	if body := gather(t, m); !strings.Contains(body, `pci_segment_policy_packets_total{policy="web"} 6`+"\n") {
+		t.Errorf("want the flow's 6 packets counted for web:\n%s", body)
 	}
 }

@@ -567,10 +567,15 @@ func (r *recorder) linkState(e ipc.Event) {
 	case ipc.EventWorkerRestarted:
 		r.m.WorkerRestarts.Add(float64(e.Count))
 	case ipc.EventLinkAttached:
-		r.m.Enforcing.WithLabelValues(e.Text).Set(1)
+		// The loader attaches both directions together, or neither.
+		for _, d := range []string{"ingress", "egress"} {
+			r.m.Enforcing.WithLabelValues(e.Text, d).Set(1)
+		}
 		r.ready.link(e.Text, true)
 	case ipc.EventLinkDetached:
-		r.m.Enforcing.DeleteLabelValues(e.Text)
+		for _, d := range []string{"ingress", "egress"} {
+			r.m.Enforcing.DeleteLabelValues(e.Text, d)
+		}
 		r.ready.link(e.Text, false)
 	}
 }
