@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pci-segment/pci-segment/lab"
+	"github.com/pci-segment/pci-segment/testenv"
 )
 
 // What the worker exposes in the lab: the policy and links in force, its
@@ -60,6 +62,16 @@ func TestMetricsAndReadinessTellTheTruth(t *testing.T) {
 	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
 	if got := metricValue(t, e.scrape(t), "pci_segment_conntrack_entries"); got < 1 {
 		t.Errorf("%v connections tracked after one was made", got)
+	}
+	// The lab worker's own scrape, through promtool.
+	if tool, err := exec.LookPath("promtool"); err != nil {
+		testenv.Unavailable(t, "promtool not installed (Debian package prometheus)")
+	} else {
+		cmd := exec.Command(tool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(scrape)
+		if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("promtool check metrics on the worker's scrape: %v\n%s", err, out)
+		}
 	}
 	if !strings.Contains(scrape, "go_build_info{") {
 		t.Error("no build info")
