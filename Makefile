@@ -24,7 +24,7 @@ GO_MIN := $(or $(shell awk '$$1 == "go" { print $$2; exit }' go.mod 2>/dev/null)
 TEST_TIMEOUT ?= 30m
 BIN := bin/pci-segment
 
-.PHONY: deps generate generate-check build test bench demo clean
+.PHONY: deps generate generate-check build test bench demo install uninstall clean
 
 deps:
 	@missing=(); \
@@ -93,6 +93,43 @@ bench: deps
 
 demo: deps build
 	PCI_SEGMENT_BIN=$(CURDIR)/$(BIN) bash scripts/demo.sh
+
+# Installation, as the hardening guide lays it out (PREFIX /usr/local):
+# the binary, the units, sysusers and tmpfiles entries, the SELinux and
+# AppArmor drop-ins, example policies, the Prometheus rules and the docs.
+# /etc/default/pci-segment is installed only when absent.
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR := $(PREFIX)/lib/systemd/system
+SHAREDIR := $(PREFIX)/share/pci-segment
+INSTALLED := $(PREFIX)/bin/pci-segment $(UNITDIR)/pci-segment.service $(UNITDIR)/pci-segment.socket \
+	$(PREFIX)/lib/sysusers.d/pci-segment.conf $(PREFIX)/lib/tmpfiles.d/pci-segment.conf \
+	$(SHAREDIR)/dropins/selinux.conf $(SHAREDIR)/dropins/apparmor.conf \
+	$(SHAREDIR)/prometheus/alerts.yml $(SHAREDIR)/prometheus/scrape.yml \
+	$(PREFIX)/share/doc/pci-segment/HARDENING.md
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pci-segment
+	install -d $(DESTDIR)$(UNITDIR)
+	@# The units name the binary and the docs under PREFIX.
+	for u in pci-segment.service pci-segment.socket; do \
+		sed 's#/usr/local#$(PREFIX)#g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u; \
+	done
+	install -D -m 0644 systemd/sysusers.d/pci-segment.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/pci-segment.conf
+	install -D -m 0644 systemd/tmpfiles.d/pci-segment.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pci-segment.conf
+	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/dropins systemd/dropins/selinux.conf systemd/dropins/apparmor.conf
+	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/prometheus metrics/prometheus/alerts.yml metrics/prometheus/scrape.yml
+	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/examples/policies examples/policies/*.yaml
+	install -D -m 0644 docs/HARDENING.md $(DESTDIR)$(PREFIX)/share/doc/pci-segment/HARDENING.md
+	[[ -e $(DESTDIR)/etc/default/pci-segment ]] || install -D -m 0644 systemd/pci-segment.default $(DESTDIR)/etc/default/pci-segment
+
+# Leaves /etc (settings, policies), the logs and the state, and enforcement:
+# run `pci-segment detach` first to remove that.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rm -rf $(DESTDIR)$(SHAREDIR)
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/pci-segment 2>/dev/null
 
 clean:
 	rm -rf bin/

@@ -10,11 +10,12 @@ import (
 
 // requiredCaps are what the loader uses: load and attach eBPF (BPF,
 // NET_ADMIN, PERFMON for the verifier's pointer arithmetic), start the worker
-// as another user with an empty bounding set (SETUID, SETGID, SETPCAP), give
-// it its audit directory (CHOWN) and signal it (KILL). Nothing else: this is
-// the bounding set the hardening guide gives the unit.
+// as another user with an empty bounding set (SETUID, SETGID, SETPCAP) and
+// signal it (KILL). Nothing else: this is the unit's bounding set. CHOWN is
+// used only when the audit and state directories are not yet as the worker
+// needs them (tmpfiles.d makes them so under systemd).
 var requiredCaps = []privilege.Cap{privilege.CapBPF, privilege.CapNetAdmin, privilege.CapPerfmon,
-	privilege.CapSetuid, privilege.CapSetgid, privilege.CapSetpcap, privilege.CapChown, privilege.CapKill}
+	privilege.CapSetuid, privilege.CapSetgid, privilege.CapSetpcap, privilege.CapKill}
 
 // checkPrivileges refuses to run without root, or names each missing
 // capability.

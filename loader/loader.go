@@ -384,29 +384,49 @@ func workerAccount(cfg Config, log hclog.Logger) (account, error) {
 // account's directory (it holds no CAP_DAC_OVERRIDE).
 func prepareDirs(cfg Config, acct account) (*os.File, error) {
 	var keys *os.File
-	for _, d := range []struct{ path, what string }{{cfg.AuditDir, "audit"}, {cfg.StateDir, "state"}} {
-		if err := os.MkdirAll(d.path, 0o750); err != nil {
+	for _, d := range []struct {
+		path, what string
+		// The state directory lets others pass (not list), so that the
+		// loader, root without CAP_DAC_*, reaches its key directory.
+		mode uint32
+	}{{cfg.AuditDir, "audit", 0o750}, {cfg.StateDir, "state", 0o751}} {
+		if err := os.MkdirAll(d.path, os.FileMode(d.mode)); err != nil {
 			return nil, fmt.Errorf("create %s directory: %w", d.what, err)
 		}
 		// Opened without following a symlink, then changed through the
 		// fd: a path a worker could have replaced never redirects
-		// root's chown.
-		fd, err := unix.Open(d.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		// root's chown. O_PATH: root without CAP_DAC_* may not read the
+		// account's directory, only look at it.
+		fd, err := unix.Open(d.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open %s directory %s (a symlink is refused): %w", d.what, d.path, err)
 		}
-		// Root's for a moment (CAP_CHOWN), so that the mode can be set
-		// and the key directory made without CAP_FOWNER or
-		// CAP_DAC_OVERRIDE, then the account's.
-		err = unix.Fchown(fd, 0, 0)
-		if err == nil {
-			err = unix.Fchmod(fd, 0o750)
+		// As tmpfiles.d leaves it (the account's, the mode above, and
+		// the key directory root's), nothing to change. Otherwise root's
+		// for a moment (CAP_CHOWN), so that the mode can be set and the
+		// key directory made without CAP_FOWNER or CAP_DAC_OVERRIDE, then
+		// the account's.
+		var st unix.Stat_t
+		ready := unix.Fstat(fd, &st) == nil && st.Uid == acct.UID && st.Gid == acct.GID && st.Mode&0o7777 == d.mode
+		if ready && d.what == "state" {
+			if keys, err = keyDir(fd, false); err != nil {
+				ready = false
+			}
 		}
-		if err == nil && d.what == "state" {
-			keys, err = keyDir(fd)
-		}
-		if err == nil {
-			err = unix.Fchown(fd, int(acct.UID), int(acct.GID))
+		if !ready {
+			err = unix.Fchownat(fd, "", 0, 0, unix.AT_EMPTY_PATH)
+			if err == nil {
+				err = unix.Fchmodat(fd, ".", d.mode, 0)
+			}
+			if err == nil && d.what == "state" {
+				keys, err = keyDir(fd, true)
+			}
+			if err == nil {
+				err = unix.Fchownat(fd, "", int(acct.UID), int(acct.GID), unix.AT_EMPTY_PATH)
+			}
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				err = fmt.Errorf("%w: without CAP_CHOWN the directories must exist as tmpfiles.d/pci-segment.conf makes them (systemd-tmpfiles --create)", err)
+			}
 		}
 		unix.Close(fd)
 		if err != nil {
@@ -416,11 +436,13 @@ func prepareDirs(cfg Config, acct account) (*os.File, error) {
 	return keys, nil
 }
 
-// keyDir makes, or checks, the root-only key directory in the state
-// directory open as parent.
-func keyDir(parent int) (*os.File, error) {
-	if err := unix.Mkdirat(parent, ipc.KeyDir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("make %s: %w", ipc.KeyDir, err)
+// keyDir opens, after making it when make is set, the root-only key
+// directory in the state directory open as parent.
+func keyDir(parent int, make bool) (*os.File, error) {
+	if make {
+		if err := unix.Mkdirat(parent, ipc.KeyDir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("make %s: %w", ipc.KeyDir, err)
+		}
 	}
 	fd, err := unix.Openat(parent, ipc.KeyDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
