@@ -121,26 +121,23 @@ func TestDeniedFloodAddsNoSeries(t *testing.T) {
 	}
 }
 
-// Per-policy matches through the real program: a policy whose rule lets a
-// flow in counts it with a time; one that never matches shows 0; 1,000
-// policies applied, then removed, leave no series behind.
-func TestPolicyMatchSeriesFollowTheSetInForce(t *testing.T) {
+// enforce loads the datapath, with metrics over its maps, and returns a
+// function that applies a policy set (YAML) as generation gen and tells the
+// metrics, as the worker does.
+func enforce(t *testing.T) (*bpf.DatapathObjects, *Metrics, func(yaml string, gen uint64)) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	objs, err := bpf.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer objs.Close()
+	t.Cleanup(func() { objs.Close() })
 	m := New(objs.Counters, objs.PolicyHits)
 	pm := writer.Writer(objs.All())
-	apply := func(n int, gen uint64) {
+	return objs, m, func(yaml string, gen uint64) {
 		t.Helper()
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, "---\napiVersion: pci-segment/v1\nkind: NetworkPolicy\nmetadata: {name: p%04d}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{ipBlock: {cidr: 10.%d.%d.0/24}}]\n      ports: [{protocol: TCP, port: 443}]\n", i, i/256, i%256)
-		}
 		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(b.String()), 0o644)
+		os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(yaml), 0o644)
 		set, err := policy.Load([]string{dir})
 		if err != nil {
 			t.Fatal(err)
@@ -154,6 +151,21 @@ func TestPolicyMatchSeriesFollowTheSetInForce(t *testing.T) {
 		}
 		half, _ := pm.Active()
 		m.SetPolicies(c.Policies, half)
+	}
+}
+
+// Per-policy matches through the real program: a policy whose rule lets a
+// flow in counts it with a time; one that never matches shows 0; 1,000
+// policies applied, then removed, leave no series behind.
+func TestPolicyMatchSeriesFollowTheSetInForce(t *testing.T) {
+	objs, m, applyYAML := enforce(t)
+	apply := func(n int, gen uint64) {
+		t.Helper()
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "---\napiVersion: pci-segment/v1\nkind: NetworkPolicy\nmetadata: {name: p%04d}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n  ingress:\n    - from: [{ipBlock: {cidr: 10.%d.%d.0/24}}]\n      ports: [{protocol: TCP, port: 443}]\n", i, i/256, i%256)
+		}
+		applyYAML(b.String(), gen)
 	}
 	apply(1000, 1)
 	host := netip.MustParseAddr("192.0.2.1")
@@ -184,23 +196,8 @@ func TestPolicyMatchSeriesFollowTheSetInForce(t *testing.T) {
 // Every packet of an allowed flow counts for its policy, the replies too,
 // not only the first.
 func TestPolicyPacketsCountTheWholeFlow(t *testing.T) {
-	testenv.RequireRoot(t)
-	objs, err := bpf.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
-	m := New(objs.Counters, objs.PolicyHits)
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("apiVersion: pci-segment/v1\nkind: NetworkPolicy\nmetadata: {name: web}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  ingress:\n    - ports: [{protocol: TCP, port: 443}]\n"), 0o644)
-	set, _ := policy.Load([]string{dir})
-	c, _ := policy.Compile(set, nil)
-	pm := writer.Writer(objs.All())
-	if err := pm.Apply(c, 1, set.Hash); err != nil {
-		t.Fatal(err)
-	}
-	half, _ := pm.Active()
-	m.SetPolicies(c.Policies, half)
+	objs, m, apply := enforce(t)
+	apply("apiVersion: pci-segment/v1\nkind: NetworkPolicy\nmetadata: {name: web}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  ingress:\n    - ports: [{protocol: TCP, port: 443}]\n", 1)
 	host, peer := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.4")
 	in := bpf.Packet{Src: peer, Dst: host, Proto: 6, Sport: 40000, Dport: 443}
 	out := bpf.Packet{Src: host, Dst: peer, Proto: 6, Sport: 443, Dport: 40000}
