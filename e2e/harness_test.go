@@ -37,6 +37,9 @@ var binary string
 var nextLayout string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(unitFilterEnv) != "" {
+		os.Exit(execUnderUnitFilter())
+	}
 	os.Exit(run(m))
 }
 
