@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -186,7 +187,8 @@ type Writer struct {
 	lostWhy string
 	gapIn   bool // the buffer holds the gap record
 
-	sealLine []byte // the last seal, for the anchor once it is on disk
+	sealLine  []byte // the last seal, for the anchor once it is on disk
+	retaining atomic.Bool
 
 	// Reused for every record: the encoder and the epoch's MAC.
 	line []byte
@@ -359,11 +361,18 @@ func (w *Writer) resume(st State) error {
 		}
 	}
 	w.epochStart = time.Now()
-	w.durSeq, w.durMAC = w.seq, w.prev
 	d := map[string]any{"chain": w.chain, "resumed_at_seq": w.seq}
 	if unverified > 0 {
-		d["unverified_lines_after_state"] = unverified
+		// A part of a line a crash left, or worse: cut the live file
+		// back to the last record that verifies, so that the chain goes
+		// on from whole records, and count the rest in a gap record.
+		if err := w.cutAfter(w.seq); err != nil {
+			return err
+		}
+		w.lost, w.lostWhy = unverified, fmt.Sprintf("lines after record %d did not verify when the writer restarted, and were cut", w.seq)
+		d["unverified_lines_cut"] = unverified
 	}
+	w.durSeq, w.durMAC, w.durSize = w.seq, w.prev, w.size
 	return w.append(Record{Type: TypeServiceStart, Outcome: "success", Who: "pci-segment worker", Details: d})
 }
 
@@ -388,6 +397,31 @@ func linesAfter(dir string, seq uint64) ([][]byte, error) {
 		}
 	}
 	return tail, nil
+}
+
+// cutAfter truncates the live file after the line of record seq (or to
+// nothing if it holds none of the records up to seq).
+func (w *Writer) cutAfter(seq uint64) error {
+	b, err := os.ReadFile(filepath.Join(w.dir, FileName))
+	if err != nil {
+		return fmt.Errorf("read audit log: %w", err)
+	}
+	keep := 0
+	for off := 0; off < len(b); {
+		end := bytes.IndexByte(b[off:], '\n')
+		if end < 0 {
+			break
+		}
+		if r, _, _, err := parseLine(b[off : off+end]); err == nil && r.Seq <= seq {
+			keep = off + end + 1
+		}
+		off += end + 1
+	}
+	if err := w.f.Truncate(int64(keep)); err != nil {
+		return fmt.Errorf("cut the audit log back to record %d: %w", seq, err)
+	}
+	w.size = int64(keep)
+	return nil
 }
 
 // Write appends r to the chain. Its error is for the caller to count: a
@@ -429,19 +463,25 @@ func (w *Writer) seal(now time.Time) error {
 	next := Evolve(w.key)
 	w.key, w.epoch, w.inEpoch, w.epochStart = next, w.epoch+1, 0, now
 	w.h, w.hkey = nil, Key{}
-	return w.saveState()
+	if err := w.saveState(); err != nil {
+		return err
+	}
+	if w.size >= w.opt.MaxSize {
+		return w.rotate()
+	}
+	return nil
 }
 
 // append writes one record, chained, to the buffer; after a failed write,
 // a gap record saying how many were lost goes first.
 func (w *Writer) append(r Record) error {
 	if w.lost > 0 && !w.gapIn {
-		w.gapIn = true
 		gap := Record{Type: TypeRecordsLost, Outcome: "failure", Who: "pci-segment worker", Resource: FileName,
 			Details: map[string]any{"count": w.lost, "reason": w.lostWhy}}
 		if err := w.appendOne(gap); err != nil {
 			return err
 		}
+		w.gapIn = true
 	}
 	return w.appendOne(r)
 }
@@ -469,6 +509,9 @@ func (w *Writer) appendOne(r Record) error {
 	line = append(line, '"', '}', '\n')
 	if _, err := w.bw.Write(line); err != nil {
 		w.rollback(err)
+		if r.Type != TypeRecordsLost {
+			w.lost++ // r itself, which never got its number
+		}
 		return fmt.Errorf("write audit record %d: %w", r.Seq, err)
 	}
 	w.seq, w.prev, w.dirty = r.Seq, m, true
@@ -480,7 +523,8 @@ func (w *Writer) appendOne(r Record) error {
 	if w.opt.Copy != nil {
 		w.opt.Copy(line[:len(line)-1])
 	}
-	if w.size >= w.opt.MaxSize {
+	// Not between a seal and the key moving on: seal rotates after.
+	if w.size >= w.opt.MaxSize && r.Type != TypeEpochSealed {
 		return w.rotate()
 	}
 	return nil

@@ -500,3 +500,85 @@ func TestSyslogSealsShowACutTail(t *testing.T) {
 		t.Errorf("a cut tail: %v, want the last seal named", err)
 	}
 }
+
+// Retention removes the oldest files: what is left verifies from the first
+// record of the oldest file, whose chain and epoch it names; a file removed
+// before its time is still named.
+func TestAChainVerifiesAfterRetentionRemovedItsStart(t *testing.T) {
+	dir, state, keys := tamperable(t)
+	files, _ := Files(dir)
+	old := files[0]
+	// Pretend the first file is past retention: rename it so its time
+	// stamp is over a year old, in the record that names it too.
+	past := filepath.Join(dir, rotatedPrefix+time.Now().Add(-400*24*time.Hour).UTC().Format("20060102T150405.000000000Z")+".log")
+	editLines(t, files[1], func(ls [][]byte) [][]byte {
+		ls[0] = bytes.Replace(ls[0], []byte(filepath.Base(old)), []byte(filepath.Base(past)), 1)
+		return ls
+	})
+	// That edit breaks record's MAC, which no one can check once its
+	// predecessor is gone: remove it, as retention would.
+	os.Remove(old)
+	rep, err := Verify(dir, keys, state)
+	if err != nil || rep.FromSeq <= 1 || !rep.Keyed {
+		t.Fatalf("after retention: %+v, %v", rep, err)
+	}
+
+	dir, state, keys = tamperable(t)
+	files, _ = Files(dir)
+	os.Remove(files[0])
+	var p *Problem
+	if _, err := Verify(dir, keys, state); !errors.As(err, &p) || !strings.Contains(p.Kind, "deleted") {
+		t.Errorf("the oldest file removed before its time: %v, want it named deleted", err)
+	}
+}
+
+// A crash that left part of a line: the next writer cuts it, counts it in
+// a gap record, and the chain verifies.
+func TestAPartialLineFromACrashIsCutAndCounted(t *testing.T) {
+	dir, stateDir, chain, first := chainDirs(t)
+	w, err := Open(dir, stateDir, chain, first, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 100, 0)
+	w.Close()
+	f, _ := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"seq":102,"epoch":0,"time":"2026-`)
+	f.Close()
+	w, err = Open(dir, stateDir, "", Key{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 5, 0)
+	w.Close()
+	st, _ := LoadState(stateDir)
+	if _, err := Verify(dir, map[string]Key{chain: first}, &st); err != nil {
+		t.Fatalf("after a cut partial line: %v", err)
+	}
+	lines, _ := readLines(filepath.Join(dir, FileName))
+	gaps := 0
+	for _, l := range lines {
+		if r, _, _, err := parseLine(l); err == nil && r.Type == TypeRecordsLost && r.Details["count"] == float64(1) {
+			gaps++
+		}
+	}
+	if gaps != 1 {
+		t.Errorf("%d gap records counting the cut line, want 1", gaps)
+	}
+}
+
+// A seal that fills the file: the rotation waits for the key to move on,
+// and the log verifies across it.
+func TestASealThatFillsTheFileVerifies(t *testing.T) {
+	dir, stateDir, chain, first := chainDirs(t)
+	w, err := Open(dir, stateDir, chain, first, Options{MaxSize: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 3000, 0)
+	w.Close()
+	st, _ := LoadState(stateDir)
+	if _, err := Verify(dir, map[string]Key{chain: first}, &st); err != nil {
+		t.Fatal(err)
+	}
+}

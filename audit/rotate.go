@@ -48,9 +48,15 @@ func (w *Writer) rotate() error {
 	if err := w.openFile(); err != nil {
 		return err
 	}
-	go retain(w.dir, time.Now())
+	// One retention pass at a time: two would compress the same file.
+	if w.retaining.CompareAndSwap(false, true) {
+		go func() {
+			defer w.retaining.Store(false)
+			retain(w.dir, time.Now())
+		}()
+	}
 	return w.append(Record{Type: TypeRotated, Outcome: "success", Who: "pci-segment worker", Resource: FileName,
-		Details: map[string]any{"previous_file": name, "previous_last_seq": w.seq}})
+		Details: map[string]any{"chain": w.chain, "previous_file": name, "previous_last_seq": w.seq}})
 }
 
 // Files lists the audit files of dir in the order they were written:
@@ -63,8 +69,16 @@ func Files(dir string) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, rotatedPrefix) && (strings.HasSuffix(n, ".log") || strings.HasSuffix(n, ".log.gz")) {
+		switch {
+		case !strings.HasPrefix(n, rotatedPrefix):
+		case strings.HasSuffix(n, ".log.gz"):
 			out = append(out, filepath.Join(dir, n))
+		case strings.HasSuffix(n, ".log"):
+			// Stopped between writing the copy and removing the original:
+			// the copy is whole (renamed into place only once synced).
+			if _, err := os.Stat(filepath.Join(dir, n+".gz")); err != nil {
+				out = append(out, filepath.Join(dir, n))
+			}
 		}
 	}
 	sort.Strings(out)

@@ -289,9 +289,11 @@ func Run(cfg Config, log hclog.Logger) error {
 		defer wg.Done()
 		rec.events(rd)
 	}()
-	stopSweep := make(chan struct{})
-	defer close(stopSweep)
-	go rec.sweep(maps[bpf.DatapathMapCounters], stopSweep)
+	stopSweep, swept := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(swept)
+		rec.sweep(maps[bpf.DatapathMapCounters], stopSweep)
+	}()
 
 	// The loader closes the channel when it goes; its death also kills us
 	// through the parent-death signal.
@@ -325,6 +327,9 @@ wait:
 	}
 	rd.Close()
 	wg.Wait()
+	// The repeats still folded and any last loss go in before the stop.
+	close(stopSweep)
+	<-swept
 	rec.write(audit.Record{Type: audit.TypeServiceStop, Outcome: "success", Who: who()})
 	return result
 }
@@ -668,6 +673,13 @@ func (r *recorder) sweep(counters *ebpf.Map, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
+			// Everything still folded, as if its window had closed.
+			for _, rec := range r.flows.closed(time.Now().Add(floodWindow)) {
+				r.write(rec)
+			}
+			if rec, ok, err := loss.gap(); err == nil && ok {
+				r.write(rec)
+			}
 			return
 		case now := <-t.C:
 			for _, rec := range r.flows.closed(now) {
