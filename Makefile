@@ -85,6 +85,8 @@ test: deps build
 	@# Minimizing a new input is bounded too: unbounded, it stalls a run a minute.
 	$(GO) test -run '^$$' -fuzz '^FuzzLoaderDecode$$' -fuzztime 500000x -fuzzminimizetime 200x ./ipc
 	$(GO) test -run '^$$' -fuzz '^FuzzLoaderRecv$$' -fuzztime 20000x -fuzzminimizetime 200x ./ipc
+	$(GO) test -run '^$$' -fuzz '^FuzzParseContext$$' -fuzztime 20000x -fuzzminimizetime 200x ./selinux
+	$(GO) test -run '^$$' -fuzz '^FuzzParseLabel$$' -fuzztime 20000x -fuzzminimizetime 200x ./apparmor
 
 # Benchmarks against their targets. So far: the audit chain's sustained
 # records per second with batched fsync (target 200,000).

@@ -1,0 +1,73 @@
+package apparmor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Label is a process's AppArmor confinement: the profile (with a child as
+// parent//child) and its mode, or unconfined.
+type Label struct {
+	Profile string // "unconfined" when not confined
+	Mode    string // enforce, complain, kill, ...; "" when unconfined
+}
+
+// ParseLabel reads /proc/PID/attr/apparmor/current: "profile (mode)" or
+// "unconfined", with a trailing newline or NUL.
+func ParseLabel(s string) (Label, error) {
+	s = strings.TrimRight(s, "\x00\n")
+	if s == "unconfined" {
+		return Label{Profile: "unconfined"}, nil
+	}
+	name, mode, ok := strings.Cut(s, " (")
+	if !ok || !strings.HasSuffix(mode, ")") || name == "" || strings.ContainsAny(name, " \t") {
+		return Label{}, fmt.Errorf("AppArmor label %q: want \"profile (mode)\" or \"unconfined\"", s)
+	}
+	return Label{Profile: name, Mode: strings.TrimSuffix(mode, ")")}, nil
+}
+
+// Current reads this process's label from the kernel (the newer interface
+// first, then the one shared with other LSMs).
+func Current() (string, error) {
+	for _, p := range []string{"/proc/self/attr/apparmor/current", "/proc/self/attr/current"} {
+		if b, err := os.ReadFile(p); err == nil {
+			return string(b), nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no AppArmor attribute files: AppArmor not active")
+}
+
+// ErrNotConfined is wrapped by Verify's error when the process is not
+// under the profile it should be.
+var ErrNotConfined = errors.New("not confined as expected")
+
+// Guide is where the errors point.
+const Guide = "docs/HARDENING.md, \"AppArmor\""
+
+// Verify checks that the label read (current, err from Current) is profile
+// want in enforce mode. Complain is a warning; unconfined, another
+// profile or no AppArmor an error naming the guide.
+func Verify(want, current string, readErr error) (warn string, err error) {
+	if readErr != nil {
+		return "", fmt.Errorf("%w: %v, want profile %s: see %s", ErrNotConfined, readErr, want, Guide)
+	}
+	l, err := ParseLabel(current)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v; see %s", ErrNotConfined, err, Guide)
+	}
+	switch {
+	case l.Profile == "unconfined":
+		return "", fmt.Errorf("%w: running unconfined, want profile %s: see %s", ErrNotConfined, want, Guide)
+	case l.Profile != want:
+		return "", fmt.Errorf("%w: running under %s, want profile %s: see %s", ErrNotConfined, l.Profile, want, Guide)
+	case l.Mode == "complain":
+		return fmt.Sprintf("AppArmor profile %s is in complain mode: logged, not enforced", want), nil
+	case l.Mode != "enforce":
+		return "", fmt.Errorf("%w: profile %s in mode %s, want enforce: see %s", ErrNotConfined, want, l.Mode, Guide)
+	}
+	return "", nil
+}
