@@ -175,7 +175,6 @@ type Writer struct {
 	rotated    time.Time // when the live file was started
 	stop       chan struct{}
 	done       chan struct{}
-	err        error // the last write error, until a write succeeds
 
 	// The last record on disk, where a failed write rolls the chain back
 	// to; the records lost since, told by a gap record once writing works
@@ -653,7 +652,6 @@ func (w *Writer) flush(sync bool) error {
 		}
 		w.dirty = false
 	}
-	w.err = nil
 	w.durSeq, w.durMAC, w.durSize = w.seq, w.prev, w.size
 	if w.gapIn {
 		w.lost, w.gapIn = 0, false
@@ -670,7 +668,7 @@ func (w *Writer) rollback(err error) {
 		n-- // the gap record itself
 	}
 	w.lost += n
-	w.err, w.gapIn, w.lostWhy = err, false, err.Error()
+	w.gapIn, w.lostWhy = false, err.Error()
 	w.seq, w.prev, w.size = w.durSeq, w.durMAC, w.durSize
 	w.inEpoch = max(0, w.inEpoch-n)
 	w.bw.Reset(w.f)
