@@ -109,9 +109,8 @@ func keepStray(objs *bpf.DatapathObjects, old []string, links map[string]link.Li
 			return fmt.Errorf("read old pin directory: %w", err)
 		}
 		for _, e := range entries {
-			var index int
-			var dir string
-			if _, err := fmt.Sscanf(strings.ReplaceAll(e.Name(), "_", " "), "link %d %s", &index, &dir); err != nil {
+			index, dir, ok := pins.ParseLinkName(e.Name())
+			if !ok {
 				continue
 			}
 			if _, ours := links[e.Name()]; ours {

@@ -323,10 +323,8 @@ func run(cfg Config, log hclog.Logger, objs *bpf.DatapathObjects, readOnly map[s
 			follow.attached[f.Index] = f.Name
 		}
 		for name := range links {
-			var index int
-			var dir string
-			if _, err := fmt.Sscanf(strings.ReplaceAll(name, "_", " "), "link %d %s", &index, &dir); err == nil {
-				if _, ok := follow.attached[index]; !ok {
+			if index, _, ok := pins.ParseLinkName(name); ok {
+				if _, known := follow.attached[index]; !known {
 					follow.attached[index] = fmt.Sprintf("ifindex %d", index)
 				}
 			}

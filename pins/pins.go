@@ -33,6 +33,15 @@ func LinkName(index int, dir string) string {
 	return fmt.Sprintf("link_%d_%s", index, dir)
 }
 
+// ParseLinkName reads a link pin's name back: the interface index and the
+// direction LinkName put in it.
+func ParseLinkName(name string) (index int, dir string, ok bool) {
+	rest, found := strings.CutPrefix(name, "link_")
+	i, d, cut := strings.Cut(rest, "_")
+	index, err := strconv.Atoi(i)
+	return index, d, found && cut && err == nil && (d == "ingress" || d == "egress")
+}
+
 // CheckFS makes sure pins would land on a bpf filesystem: on anything
 // else they would not survive the loader. It returns the nearest existing
 // directory of pinDir (pinDir itself, or the ancestor it will be made in).
