@@ -124,61 +124,68 @@ const (
 	listenerName = "listener"
 )
 
+// passed is what a reduce hands the re-executed loader.
+type passed struct {
+	objs *bpf.DatapathObjects
+	// readOnly holds read-only descriptors of the maps in
+	// bpf.WorkerReadOnly.
+	readOnly             map[string]*ebpf.Map
+	lock, keys, listener *os.File
+}
+
 // adopt takes the objects a reduce passed on, checking each before use, the
 // read-only descriptors by map name, and the lock.
-func adopt(spec string, sizes bpf.Sizes) (*bpf.DatapathObjects, map[string]*ebpf.Map, *os.File, *os.File, *os.File, error) {
+func adopt(spec string, sizes bpf.Sizes) (*passed, error) {
 	os.Unsetenv(objectsEnv)
-	objs := &bpf.DatapathObjects{}
+	p := &passed{objs: &bpf.DatapathObjects{}, readOnly: map[string]*ebpf.Map{}}
 	maps := map[string]*ebpf.Map{}
-	readOnly := map[string]*ebpf.Map{}
-	var lock, keys, listener *os.File
 	for _, kv := range strings.Split(spec, ",") {
 		name, v, ok := strings.Cut(kv, "=")
 		fd, err := strconv.Atoi(v)
 		if !ok || err != nil || fd < 3 {
-			return nil, nil, nil, nil, nil, fmt.Errorf("%s: malformed entry %q", objectsEnv, kv)
+			return nil, fmt.Errorf("%s: malformed entry %q", objectsEnv, kv)
 		}
 		unix.CloseOnExec(fd)
 		switch name {
 		case lockName:
-			lock = os.NewFile(uintptr(fd), "pin directory lock")
+			p.lock = os.NewFile(uintptr(fd), "pin directory lock")
 		case keysName:
-			keys = os.NewFile(uintptr(fd), "audit key directory")
+			p.keys = os.NewFile(uintptr(fd), "audit key directory")
 		case listenerName:
-			listener = os.NewFile(uintptr(fd), "metrics listener")
+			p.listener = os.NewFile(uintptr(fd), "metrics listener")
 		case bpf.DatapathProgPciIngress, bpf.DatapathProgPciEgress:
-			p, err := ebpf.NewProgramFromFD(fd)
+			prog, err := ebpf.NewProgramFromFD(fd)
 			if err != nil {
-				return nil, nil, nil, nil, nil, fmt.Errorf("adopt program %s: %w", name, err)
+				return nil, fmt.Errorf("adopt program %s: %w", name, err)
 			}
-			if info, err := p.Info(); err != nil || info.Type != ebpf.SchedCLS || info.Name != name {
-				return nil, nil, nil, nil, nil, fmt.Errorf("adopt program %s: not the datapath's program", name)
+			if info, err := prog.Info(); err != nil || info.Type != ebpf.SchedCLS || info.Name != name {
+				return nil, fmt.Errorf("adopt program %s: not the datapath's program", name)
 			}
 			if name == bpf.DatapathProgPciIngress {
-				objs.PciIngress = p
+				p.objs.PciIngress = prog
 			} else {
-				objs.PciEgress = p
+				p.objs.PciEgress = prog
 			}
 		default:
 			m, err := ebpf.NewMapFromFD(fd)
 			if err != nil {
-				return nil, nil, nil, nil, nil, fmt.Errorf("adopt map %s: %w", name, err)
+				return nil, fmt.Errorf("adopt map %s: %w", name, err)
 			}
 			into, mapName := maps, name
 			if base, ok := strings.CutSuffix(name, readOnlySuffix); ok && bpf.WorkerReadOnly[base] {
-				into, mapName = readOnly, base
+				into, mapName = p.readOnly, base
 			}
 			if err := bpf.Check(m, mapName, sizes); err != nil {
-				return nil, nil, nil, nil, nil, err
+				return nil, err
 			}
 			into[mapName] = m
 		}
 	}
-	if err := objs.DatapathMaps.Set(maps); err != nil {
-		return nil, nil, nil, nil, nil, err
+	if err := p.objs.DatapathMaps.Set(maps); err != nil {
+		return nil, err
 	}
-	if objs.PciIngress == nil || objs.PciEgress == nil || len(readOnly) != len(bpf.WorkerReadOnly) || lock == nil || keys == nil {
-		return nil, nil, nil, nil, nil, fmt.Errorf("%s: programs, read-only maps, the lock or the key directory missing", objectsEnv)
+	if p.objs.PciIngress == nil || p.objs.PciEgress == nil || len(p.readOnly) != len(bpf.WorkerReadOnly) || p.lock == nil || p.keys == nil {
+		return nil, fmt.Errorf("%s: programs, read-only maps, the lock or the key directory missing", objectsEnv)
 	}
-	return objs, readOnly, lock, keys, listener, nil
+	return p, nil
 }

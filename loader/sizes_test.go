@@ -7,12 +7,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/privilege"
 )
 
 func TestWorkerIsToldTheSizes(t *testing.T) {
 	s := bpf.DefaultSizes
 	s.Prefixes, s.PortEntries, s.Flows = 3, 200_000, 1000
-	got := strings.Join(workerArgs(Config{Sizes: s, Policies: []string{"/p"}}, account{}), " ")
+	got := strings.Join(workerArgs(Config{Sizes: s, Policies: []string{"/p"}}, privilege.Account{}), " ")
 	for _, want := range []string{"--max-prefixes 3 ", "--max-port-entries 200000 ", "--max-flows 1000", "-f /p"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("worker args %q lack %q", got, want)

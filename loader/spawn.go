@@ -38,12 +38,6 @@ type worker struct {
 	violation *sandbox.Violation // the call its seccomp filter killed it for
 }
 
-// account is the identity the worker runs as.
-type account struct {
-	user, group        string
-	privilege.Identity // supplementary groups: exactly the account's
-}
-
 // spawnWorker starts exe as `pci-segment worker` under acct, with the IPC
 // socket as fd 3. exe is /proc/self/exe in production: the binary this
 // loader runs, even if a package upgrade has replaced the file since.
@@ -56,7 +50,7 @@ type account struct {
 // never handed back to the Go scheduler; it stays in Wait so that the
 // child's parent-death signal, which fires when that thread exits, means
 // "the loader is gone".
-func spawnWorker(exe string, args, env []string, acct account, ipcEnd *os.File, log hclog.Logger) (*worker, error) {
+func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd *os.File, log hclog.Logger) (*worker, error) {
 	// Output goes through a pipe the loader reads line by line, never to
 	// the loader's terminal, and the worker gets a session of its own,
 	// so it has no controlling terminal to type into.

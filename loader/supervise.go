@@ -2,7 +2,6 @@ package loader
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/privilege"
+	"github.com/pci-segment/pci-segment/statedir"
 )
 
 // Supervision timing.
@@ -48,7 +49,7 @@ const (
 type supervisor struct {
 	exe  string
 	cfg  Config
-	acct account
+	acct privilege.Account
 	maps *bpf.DatapathMaps
 	// readOnly holds read-only descriptors of the maps in
 	// bpf.WorkerReadOnly.
@@ -178,7 +179,7 @@ func (s *supervisor) start() error {
 		next = max(next, info.Generation+1)
 	}
 	s.mon = ipc.Monitor{Next: next}
-	s.log.Info("worker started", "pid", w.pid, "user", s.acct.user, "group", s.acct.group)
+	s.log.Info("worker started", "pid", w.pid, "user", s.acct.User, "group", s.acct.Group)
 	s.msgs, s.quit = make(chan received), make(chan struct{})
 	go func(c *ipc.Conn, out chan<- received, quit <-chan struct{}) {
 		for {
@@ -387,26 +388,10 @@ func (s *supervisor) auditKey(newChain bool) (ipc.Key, error) {
 	if !newChain {
 		return k, nil
 	}
-	if _, err := rand.Read(k.Chain[:]); err != nil {
+	var name string
+	var err error
+	if k.Chain, k.Key, name, err = statedir.NewChain(s.keys); err != nil {
 		return k, err
-	}
-	if _, err := rand.Read(k.Key[:]); err != nil {
-		return k, err
-	}
-	name := hex.EncodeToString(k.Chain[:]) + ".key"
-	fd, err := unix.Openat(int(s.keys.Fd()), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
-	if err == nil {
-		f := os.NewFile(uintptr(fd), name)
-		_, err = f.WriteString(hex.EncodeToString(k.Key[:]) + "\n")
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		return k, fmt.Errorf("keep the auditor's copy of a new audit chain's first key: %w", err)
 	}
 	s.log.Info("new audit chain; its first key is kept for the auditor", "chain", hex.EncodeToString(k.Chain[:]),
 		"key_file", filepath.Join(s.cfg.StateDir, ipc.KeyDir, name))

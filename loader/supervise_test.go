@@ -246,7 +246,7 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				keys:      keys,
 				exe:       exe,
 				cfg:       Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
-				acct:      account{user: "nobody", group: "nogroup", Identity: privilege.Identity{UID: 65534, GID: 65534}},
+				acct:      privilege.Account{User: "nobody", Group: "nogroup", Identity: privilege.Identity{UID: 65534, GID: 65534}},
 				maps:      &objs.DatapathMaps,
 				readOnly:  readOnly,
 				log:       hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
@@ -370,7 +370,7 @@ func TestWorkerCredentialsDefeatFileCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, err := spawnWorker(exe, nil, []string{capsProbeEnv + "=1"},
-		account{user: "nobody", Identity: privilege.Identity{UID: 65534, GID: 65534}}, end, hclog.New(&hclog.LoggerOptions{Output: out}))
+		privilege.Account{User: "nobody", Identity: privilege.Identity{UID: 65534, GID: 65534}}, end, hclog.New(&hclog.LoggerOptions{Output: out}))
 	end.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -51,31 +48,14 @@ func claim(cfg Config, log hclog.Logger) (*os.File, error) {
 // but no link: nothing enforces from them) are removed first. Pins of
 // another layout are never reused: without --replace they stop the start.
 func loadObjects(cfg Config, log hclog.Logger) (*bpf.DatapathObjects, error) {
-	layouts, err := pins.Layouts(cfg.PinDir)
+	adopt, err := pins.Adoptable(cfg.PinDir, cfg.Replace, len((&bpf.DatapathMaps{}).All()), log)
 	if err != nil {
 		return nil, err
 	}
-	for layout, entries := range layouts {
-		if layout != bpf.Layout && len(entries) > 0 && !cfg.Replace {
-			return nil, fmt.Errorf("%s holds pins of layout %s, and this binary uses layout %s: they are never reused as they are; "+
-				"start with --replace to swap this binary's programs onto those links in place, or run `pci-segment detach --pin-dir %s` first (which opens a gap)",
-				cfg.PinDir, layout, bpf.Layout, cfg.PinDir)
-		}
-	}
-	ours := layouts[bpf.Layout]
-	dir := pins.LayoutDir(cfg.PinDir)
-	if len(ours) > 0 && !slices.ContainsFunc(ours, isLinkPin) && len(ours) < len((&bpf.DatapathMaps{}).All()) {
-		log.Warn("removing the pins of an interrupted start: no link enforced from them", "pin_dir", dir, "pins", strings.Join(ours, ","))
-		for _, name := range ours {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("remove pin of an interrupted start: %w", err)
-			}
-		}
-		ours = nil
-	}
-	if len(ours) == 0 {
+	if !adopt {
 		return bpf.LoadWithSizes(cfg.Sizes)
 	}
+	dir := pins.LayoutDir(cfg.PinDir)
 	maps, err := pins.LoadMaps(dir)
 	if err != nil {
 		return nil, err
@@ -92,5 +72,3 @@ func loadObjects(cfg Config, log hclog.Logger) (*bpf.DatapathObjects, error) {
 	log.Info("adopting the pins in place: the policy in force and connection tracking carry on", "pin_dir", dir)
 	return objs, nil
 }
-
-func isLinkPin(name string) bool { return strings.HasPrefix(name, "link_") }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -97,4 +99,36 @@ func RemoveLayout(dir string, log hclog.Logger) error {
 	}
 	log.Info("replaced pins of another layout", "pin_dir", dir, "pins", len(entries))
 	return os.Remove(dir)
+}
+
+// Adoptable decides what a start does with the pins below pinDir, and
+// reports whether this layout's remain to be adopted. Pins of another
+// layout are never reused as they are: without replace they stop the
+// start. Pins of this layout from an interrupted start (some of its maps
+// and no link: nothing enforced from them) are removed; maps is how many
+// a complete set has.
+func Adoptable(pinDir string, replace bool, maps int, log hclog.Logger) (bool, error) {
+	layouts, err := Layouts(pinDir)
+	if err != nil {
+		return false, err
+	}
+	for layout, entries := range layouts {
+		if layout != bpf.Layout && len(entries) > 0 && !replace {
+			return false, fmt.Errorf("%s holds pins of layout %s, and this binary uses layout %s: they are never reused as they are; "+
+				"start with --replace to swap this binary's programs onto those links in place, or run `pci-segment detach --pin-dir %s` first (which opens a gap)",
+				pinDir, layout, bpf.Layout, pinDir)
+		}
+	}
+	ours, dir := layouts[bpf.Layout], LayoutDir(pinDir)
+	isLink := func(name string) bool { _, _, ok := ParseLinkName(name); return ok }
+	if len(ours) == 0 || slices.ContainsFunc(ours, isLink) || len(ours) >= maps {
+		return len(ours) > 0, nil
+	}
+	log.Warn("removing the pins of an interrupted start: no link enforced from them", "pin_dir", dir, "pins", strings.Join(ours, ","))
+	for _, name := range ours {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return false, fmt.Errorf("remove pin of an interrupted start: %w", err)
+		}
+	}
+	return false, nil
 }

@@ -1,0 +1,106 @@
+package statedir
+
+import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/testenv"
+)
+
+const nobody = 65534
+
+func owner(t *testing.T, p string) (uid, gid uint32, mode os.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return st.Uid, st.Gid, fi.Mode()
+}
+
+func TestPrepareGivesTheDirectoriesAndKeepsTheKeysRoots(t *testing.T) {
+	testenv.RequireRoot(t)
+	top := t.TempDir()
+	audit, state := filepath.Join(top, "log"), filepath.Join(top, "lib")
+	// A state directory that exists with the wrong owner and mode is
+	// put right, not refused.
+	if err := os.Mkdir(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second finds everything ready
+		keys, err := Prepare(audit, state, nobody, nobody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys.Close()
+	}
+	for _, c := range []struct {
+		path     string
+		uid      uint32
+		wantMode os.FileMode
+	}{{audit, nobody, os.ModeDir | AuditMode}, {state, nobody, os.ModeDir | StateMode}, {filepath.Join(state, ipc.KeyDir), 0, os.ModeDir | keysMode}} {
+		uid, gid, mode := owner(t, c.path)
+		if uid != c.uid || gid != c.uid || mode != c.wantMode {
+			t.Errorf("%s: uid %d gid %d mode %v, want uid/gid %d mode %v", c.path, uid, gid, mode, c.uid, c.wantMode)
+		}
+	}
+}
+
+func TestPrepareRefusesSymlinksAndAForeignKeyDirectory(t *testing.T) {
+	testenv.RequireRoot(t)
+	top := t.TempDir()
+	elsewhere := filepath.Join(top, "elsewhere")
+	os.Mkdir(elsewhere, 0o700)
+	if err := os.Symlink(elsewhere, filepath.Join(top, "log")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Prepare(filepath.Join(top, "log"), filepath.Join(top, "lib"), nobody, nobody)
+	if err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("a symlinked audit directory: %v, want a refusal naming the symlink", err)
+	}
+	if uid, _, _ := owner(t, elsewhere); uid != 0 {
+		t.Errorf("the symlink's target was given to uid %d", uid)
+	}
+
+	state := filepath.Join(top, "lib2")
+	os.MkdirAll(filepath.Join(state, ipc.KeyDir), 0o700)
+	os.Chown(filepath.Join(state, ipc.KeyDir), nobody, nobody)
+	_, err = Prepare(filepath.Join(top, "log2"), state, nobody, nobody)
+	if err == nil || !strings.Contains(err.Error(), "not root's") {
+		t.Errorf("a key directory the account owns: %v, want a refusal", err)
+	}
+}
+
+func TestNewChainKeepsTheAuditorsCopy(t *testing.T) {
+	testenv.RequireRoot(t)
+	state := filepath.Join(t.TempDir(), "lib")
+	keys, err := Prepare(filepath.Join(filepath.Dir(state), "log"), state, nobody, nobody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	chain, key, name, err := NewChain(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != hex.EncodeToString(chain[:])+".key" || key == ([32]byte{}) {
+		t.Fatalf("chain %x key %x in %s", chain, key, name)
+	}
+	p := filepath.Join(state, ipc.KeyDir, name)
+	b, err := os.ReadFile(p)
+	if err != nil || string(b) != hex.EncodeToString(key[:])+"\n" {
+		t.Errorf("%s holds %q (%v), want the key in hex", p, b, err)
+	}
+	if uid, _, mode := owner(t, p); uid != 0 || mode != 0o400 {
+		t.Errorf("%s: uid %d mode %v, want root's, 0400", p, uid, mode)
+	}
+	if c2, _, _, err := NewChain(keys); err != nil || c2 == chain {
+		t.Errorf("a second chain: %x, %v", c2, err)
+	}
+}
