@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"syscall"
 )
 
 // Label is a process's AppArmor confinement: the profile (with a child as
@@ -32,13 +34,14 @@ func ParseLabel(s string) (Label, error) {
 // first, then the one shared with other LSMs).
 func Current() (string, error) {
 	for _, p := range []string{"/proc/self/attr/apparmor/current", "/proc/self/attr/current"} {
+		// EINVAL: no security module provides the file's contents.
 		if b, err := os.ReadFile(p); err == nil {
 			return string(b), nil
-		} else if !errors.Is(err, os.ErrNotExist) {
+		} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.EINVAL) {
 			return "", err
 		}
 	}
-	return "", fmt.Errorf("no AppArmor attribute files: AppArmor not active")
+	return "", fmt.Errorf("AppArmor not active (no AppArmor attribute file in /proc/self/attr)")
 }
 
 // ErrNotConfined is wrapped by Verify's error when the process is not
@@ -62,10 +65,14 @@ func Verify(want, current string, readErr error) (warn string, err error) {
 	switch {
 	case l.Profile == "unconfined":
 		return "", fmt.Errorf("%w: running unconfined, want profile %s: see %s", ErrNotConfined, want, Guide)
-	case l.Profile != want:
+	// A stack (a//&b: each profile confines the process, as the worker's
+	// cx -> &worker under NoNewPrivs gives) matches when want is in it.
+	case l.Profile != want && !slices.Contains(strings.Split(l.Profile, "//&"), want):
 		return "", fmt.Errorf("%w: running under %s, want profile %s: see %s", ErrNotConfined, l.Profile, want, Guide)
 	case l.Mode == "complain":
 		return fmt.Sprintf("AppArmor profile %s is in complain mode: logged, not enforced", want), nil
+	case l.Mode == "mixed":
+		return fmt.Sprintf("AppArmor stack %s is in mixed mode: a profile in it only logs", l.Profile), nil
 	case l.Mode != "enforce":
 		return "", fmt.Errorf("%w: profile %s in mode %s, want enforce: see %s", ErrNotConfined, want, l.Mode, Guide)
 	}

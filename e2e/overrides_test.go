@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,11 @@ func TestDevelopmentOverridesAreWarnedAuditedAndShown(t *testing.T) {
 			[]string{"PCI_SEGMENT_SKIP_PRIVILEGE_DROP=1", "PCI_SEGMENT_DISABLE_SECCOMP=1"}, nil,
 			[]string{"PCI_SEGMENT_SKIP_PRIVILEGE_DROP=1", "PCI_SEGMENT_DISABLE_SECCOMP=1"}, false},
 		{"allow root", nil, []string{"--allow-root"}, []string{"--allow-root"}, true},
+		// Confinement expected of both processes, on a kernel with no
+		// SELinux or AppArmor: only the skip lets them start.
+		{"skip MAC verification",
+			[]string{"PCI_SEGMENT_SELINUX_PROFILE=pci_segment_t", "PCI_SEGMENT_APPARMOR_PROFILE=pci-segment", "PCI_SEGMENT_SKIP_MAC_VERIFY=1"}, []string{"--allow-root"},
+			[]string{"--allow-root", "PCI_SEGMENT_SKIP_MAC_VERIFY=1"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -92,5 +98,43 @@ func TestConflictingOverridesStartNoWorker(t *testing.T) {
 	failsToStart(t, l, e, "conflicting overrides")
 	if strings.Contains(e.out.String(), "worker started") {
 		t.Errorf("a worker was started:\n%s", e.out.String())
+	}
+}
+
+// Confinement that is not in force is an error in the process expected to
+// be confined, before any worker gets a map: the loader's, before it starts
+// one; the worker's, before it applies anything (so nothing is attached).
+// This kernel has neither SELinux nor AppArmor active, which is what the
+// tests check first.
+func TestUnverifiedConfinementStopsTheStart(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Stat("/sys/fs/selinux/enforce"); err == nil {
+		t.Skip("SELinux is active here: these cases need a kernel without it")
+	}
+	if _, err := os.Stat("/sys/kernel/security/apparmor"); err == nil {
+		t.Skip("AppArmor is active here: these cases need a kernel without it")
+	}
+	for _, tc := range []struct {
+		name, env string
+		want      []string
+		worker    bool // a worker was started (and refused)
+	}{
+		{"loader's SELinux domain", "PCI_SEGMENT_SELINUX_PROFILE=pci_segment_t",
+			[]string{"loader: not confined as expected", "SELinux not active", `docs/HARDENING.md, "SELinux"`}, false},
+		{"loader's AppArmor profile", "PCI_SEGMENT_APPARMOR_PROFILE=pci-segment",
+			[]string{"loader: not confined as expected", "AppArmor not active", `docs/HARDENING.md, "AppArmor"`}, false},
+		{"worker's AppArmor profile", "PCI_SEGMENT_WORKER_APPARMOR_PROFILE=pci-segment//worker",
+			[]string{"worker: not confined as expected", "AppArmor not active", "nothing was attached"}, true},
+		{"a malformed skip", "PCI_SEGMENT_SKIP_MAC_VERIFY=off", []string{"PCI_SEGMENT_SKIP_MAC_VERIFY"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t)
+			e := newEnforcer(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{env: []string{tc.env}})
+			failsToStart(t, l, e, tc.want...)
+			if started := strings.Contains(e.out.String(), "worker started"); started != tc.worker {
+				t.Errorf("worker started: %v, want %v:\n%s", started, tc.worker, e.out.String())
+			}
+		})
 	}
 }

@@ -56,6 +56,7 @@ import (
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/mac"
 	"github.com/pci-segment/pci-segment/netif"
 	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/privilege"
@@ -219,6 +220,13 @@ func run(cfg Config, log hclog.Logger, p *passed) error {
 	if _, err := sandbox.Install(sandbox.LoaderPolicy()); err != nil {
 		return fmt.Errorf("install the loader's seccomp filter: %w", err)
 	}
+	// After the drop, as the hardening guide checks it: the domain and
+	// profile the kernel confines this process to now.
+	confinement, err := mac.Check(mac.Loader(), mac.Running)
+	if err != nil {
+		return fmt.Errorf("refusing to run: %w", err)
+	}
+	confinement.Log(log)
 	// Checked and logged before the re-exec; looked up again here.
 	acct, err := privilege.WorkerAccount(cfg.AllowRoot, hclog.NewNullLogger())
 	if err != nil {

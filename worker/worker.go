@@ -45,6 +45,7 @@ import (
 	"github.com/pci-segment/pci-segment/datapath"
 	"github.com/pci-segment/pci-segment/envflag"
 	"github.com/pci-segment/pci-segment/ipc"
+	"github.com/pci-segment/pci-segment/mac"
 	"github.com/pci-segment/pci-segment/metrics"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/privilege"
@@ -103,6 +104,15 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	if err := checkDescriptors(); err != nil {
 		return fmt.Errorf("refusing to run: %w", err)
+	}
+	// Checked before Landlock narrows what it may read: the domain and
+	// profile the kernel put it in at exec.
+	confinement, err := mac.Check(mac.Worker(), mac.Running)
+	if err != nil {
+		return fmt.Errorf("refusing to run: %w", err)
+	}
+	if !confinement.Skipped { // the skip is logged and audited with the overrides
+		confinement.Log(log)
 	}
 	// Landlock before seccomp: the filter allows none of its calls.
 	confined, err := confine.Worker(confine.Paths{Policies: cfg.Policies, AuditDir: cfg.AuditDir,
@@ -233,7 +243,7 @@ func Run(cfg Config, log hclog.Logger) error {
 
 	rec.write(audit.Record{Type: audit.TypeServiceStart, Outcome: "success", Who: who(),
 		Details: map[string]any{"pid": os.Getpid()}})
-	rec.write(privilegeRecord(cfg.Identity, len(threads.Threads)))
+	rec.write(privilegeRecord(cfg.Identity, len(threads.Threads), confinement))
 	for _, o := range overrides(cfg, disabled) {
 		name, _, _ := strings.Cut(o, "=")
 		met.Overrides.WithLabelValues(name).Set(1)
@@ -347,6 +357,9 @@ func overrides(cfg Config, seccompDisabled bool) []string {
 	}
 	if seccompDisabled {
 		out = append(out, sandbox.DisableEnv+"="+os.Getenv(sandbox.DisableEnv))
+	}
+	if skip, _ := envflag.Bool(mac.SkipEnv); skip {
+		out = append(out, mac.SkipEnv+"="+os.Getenv(mac.SkipEnv))
 	}
 	if cfg.AllowRoot {
 		out = append(out, "--allow-root")
@@ -502,8 +515,11 @@ const newThreadsChecked = 100
 // privilegeRecord says what the drop left: the identity every thread was
 // checked against, how many threads (the 100 new ones included) carried it,
 // and the process's state now.
-func privilegeRecord(id privilege.Identity, threadsChecked int) audit.Record {
+func privilegeRecord(id privilege.Identity, threadsChecked int, confinement mac.Result) audit.Record {
 	d := map[string]any{"uid": os.Getuid(), "gid": os.Getgid(), "identity": id.String(), "threads_checked": threadsChecked}
+	if len(confinement.Verified) > 0 {
+		d["mac_verified"] = confinement.Verified
+	}
 	if p, err := privilege.ReadProcess(os.Getpid()); err == nil {
 		d["state"] = p
 	} else {
