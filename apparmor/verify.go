@@ -66,7 +66,7 @@ func Verify(want, current string, readErr error) (warn string, err error) {
 	case l.Profile == "unconfined":
 		return "", fmt.Errorf("%w: running unconfined, want profile %s: see %s", ErrNotConfined, want, Guide)
 	// A stack (a//&b: each profile confines the process, as the worker's
-	// cx -> &worker under NoNewPrivs gives) matches when want is in it.
+	// stacked exec under NoNewPrivs gives) matches when want is in it.
 	case l.Profile != want && !slices.Contains(strings.Split(l.Profile, "//&"), want):
 		return "", fmt.Errorf("%w: running under %s, want profile %s: see %s", ErrNotConfined, l.Profile, want, Guide)
 	case l.Mode == "complain":

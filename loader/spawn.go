@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/pci-segment/pci-segment/mac"
 	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/sandbox"
 )
@@ -75,6 +76,10 @@ func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd 
 		}
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			startc <- started{err: fmt.Errorf("set NoNewPrivs on the spawning thread: %w", err)}
+			return
+		}
+		if err := mac.ExecWorker(mac.Worker(), mac.Running); err != nil {
+			startc <- started{err: err}
 			return
 		}
 		cmd := &exec.Cmd{

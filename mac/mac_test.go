@@ -156,3 +156,32 @@ func TestConfigSayingEnforcingIsNotSELinux(t *testing.T) {
 		t.Fatalf("in a mount namespace with SELINUX=enforcing in /etc/selinux/config: %v\n%s", err, out)
 	}
 }
+
+func TestWorkerContextKeepsUserRoleAndLevel(t *testing.T) {
+	for cur, want := range map[string]string{
+		"system_u:system_r:pci_segment_t:s0":               "system_u:system_r:pci_segment_worker_t:s0",
+		"system_u:system_r:pci_segment_t:s0-s0:c0.c1023\n": "system_u:system_r:pci_segment_worker_t:s0-s0:c0.c1023",
+		"system_u:system_r:pci_segment_t":                  "system_u:system_r:pci_segment_worker_t",
+	} {
+		if got, err := workerContext(cur, WorkerDomain); err != nil || got != want {
+			t.Errorf("workerContext(%q) = %q, %v; want %q", cur, got, err, want)
+		}
+	}
+	if _, err := workerContext("system_u:system_r", WorkerDomain); err == nil {
+		t.Error("a two-field context accepted")
+	}
+}
+
+// With neither module active, asking for the worker's confinement changes
+// nothing and fails nothing: the worker's own check reports the absence.
+func TestExecWorkerWithoutActiveModules(t *testing.T) {
+	if (selinux.Kernel{}).Enabled() {
+		t.Skip("SELinux is active here")
+	}
+	if _, err := apparmor.Current(); err == nil {
+		t.Skip("AppArmor is active here")
+	}
+	if err := ExecWorker(Expect{"worker", WorkerDomain, WorkerProfile}, Running); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,80 @@
+package mac
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	goselinux "github.com/opencontainers/selinux/go-selinux"
+
+	"github.com/pci-segment/pci-segment/selinux"
+)
+
+// ExecWorker sets, on the calling OS thread (locked, and never handed back:
+// the loader's spawning thread), the confinement its next exec gives the
+// worker, for each module that is active and expected of the worker. The
+// loader re-executes the same binary, so no rule on the binary's path or
+// type can tell the two execs apart: the policies let the loader's own
+// re-exec stay in its domain and profile, and this thread asks for the
+// worker's explicitly. SELinux: the exec context, the loader's with the
+// worker's type (the transition is allowed under NoNewPrivs because the
+// worker's type is bounded by the loader's). AppArmor: the worker's profile
+// stacked onto the loader's (aa_stack_onexec), the only change NoNewPrivs
+// permits, since a stack can only narrow.
+func ExecWorker(e Expect, k Kernel) error {
+	if e.SELinux != "" && k.SELinux.Enabled() {
+		cur, err := k.SELinux.Current()
+		if err != nil {
+			return fmt.Errorf("read the loader's SELinux context: %w", err)
+		}
+		ctx, err := workerContext(cur, e.SELinux)
+		if err != nil {
+			return err
+		}
+		if err := goselinux.SetExecLabel(ctx); err != nil {
+			return fmt.Errorf("set the worker's SELinux context %s: %w", ctx, err)
+		}
+	}
+	if e.AppArmor != "" {
+		if _, err := k.AppArmor(); err != nil {
+			return nil // not active: the worker's own check says so
+		}
+		if err := stackOnExec(e.AppArmor); err != nil {
+			return fmt.Errorf("stack AppArmor profile %s onto the worker's exec: %w", e.AppArmor, err)
+		}
+	}
+	return nil
+}
+
+// workerContext is the loader's context cur with the worker's type.
+func workerContext(cur, domain string) (string, error) {
+	c, err := selinux.ParseContext(cur)
+	if err != nil {
+		return "", err
+	}
+	ctx := c.User + ":" + c.Role + ":" + domain
+	if c.Level != "" {
+		ctx += ":" + c.Level
+	}
+	return ctx, nil
+}
+
+// stackOnExec is libapparmor's aa_stack_onexec, for this thread.
+func stackOnExec(profile string) error {
+	var err error
+	for _, p := range []string{"/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"} {
+		var f *os.File
+		if f, err = os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			_, err = f.WriteString("stack " + profile)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		}
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.EINVAL) {
+			return err
+		}
+	}
+	return err
+}
