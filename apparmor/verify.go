@@ -41,8 +41,11 @@ func Current() (string, error) {
 			return "", err
 		}
 	}
-	return "", fmt.Errorf("AppArmor not active (no AppArmor attribute file in /proc/self/attr)")
+	return "", ErrNotActive
 }
+
+// ErrNotActive is Current's error on a kernel without AppArmor.
+var ErrNotActive = errors.New("AppArmor not active (no AppArmor attribute file in /proc/self/attr)")
 
 // ErrNotConfined is wrapped by Verify's error when the process is not
 // under the profile it should be.
@@ -50,6 +53,23 @@ var ErrNotConfined = errors.New("not confined as expected")
 
 // Guide is where the errors point.
 const Guide = "docs/HARDENING.md, \"AppArmor\""
+
+// stackOf reports whether label is a stack (a//&b: each profile confines
+// the process, as the worker's stacked exec under NoNewPrivs gives) of want
+// and profiles want is a child of: pci-segment//&pci-segment//worker for the
+// worker, never a stack with a narrower profile for the loader.
+func stackOf(label, want string) bool {
+	stack := strings.Split(label, "//&")
+	if !slices.Contains(stack, want) {
+		return false
+	}
+	for _, p := range stack {
+		if p != want && !strings.HasPrefix(want, p+"//") {
+			return false
+		}
+	}
+	return true
+}
 
 // Verify checks that the label read (current, err from Current) is profile
 // want in enforce mode. Complain is a warning; unconfined, another
@@ -65,9 +85,7 @@ func Verify(want, current string, readErr error) (warn string, err error) {
 	switch {
 	case l.Profile == "unconfined":
 		return "", fmt.Errorf("%w: running unconfined, want profile %s: see %s", ErrNotConfined, want, Guide)
-	// A stack (a//&b: each profile confines the process, as the worker's
-	// stacked exec under NoNewPrivs gives) matches when want is in it.
-	case l.Profile != want && !slices.Contains(strings.Split(l.Profile, "//&"), want):
+	case l.Profile != want && !stackOf(l.Profile, want):
 		return "", fmt.Errorf("%w: running under %s, want profile %s: see %s", ErrNotConfined, l.Profile, want, Guide)
 	case l.Mode == "complain":
 		return fmt.Sprintf("AppArmor profile %s is in complain mode: logged, not enforced", want), nil

@@ -18,6 +18,8 @@ func TestVerifyOnEveryState(t *testing.T) {
 		{"the worker stacked onto the loader", "pci-segment//worker", "pci-segment//&pci-segment//worker (enforce)\n", nil, "", ""},
 		{"a stack in mixed mode", "pci-segment//worker", "pci-segment//&pci-segment//worker (mixed)\n", nil, "mixed", ""},
 		{"a stack without it", "pci-segment//worker", "pci-segment//&other (enforce)\n", nil, "", "running under pci-segment//&other"},
+		{"the loader with the worker stacked on", "pci-segment", "pci-segment//&pci-segment//worker (enforce)\n", nil, "", "running under pci-segment//&pci-segment//worker"},
+		{"a stack with another profile too", "pci-segment//worker", "pci-segment//&pci-segment//worker//&other (enforce)\n", nil, "", "running under"},
 		{"unconfined", "pci-segment", "unconfined\n", nil, "", "unconfined"},
 		{"another profile", "pci-segment//worker", "pci-segment (enforce)\n", nil, "", "running under pci-segment,"},
 		{"kill mode", "pci-segment", "pci-segment (kill)\n", nil, "", "mode kill"},

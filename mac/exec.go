@@ -8,6 +8,8 @@ import (
 
 	goselinux "github.com/opencontainers/selinux/go-selinux"
 
+	"github.com/pci-segment/pci-segment/apparmor"
+	"github.com/pci-segment/pci-segment/envflag"
 	"github.com/pci-segment/pci-segment/selinux"
 )
 
@@ -22,7 +24,14 @@ import (
 // worker's type is bounded by the loader's). AppArmor: the worker's profile
 // stacked onto the loader's (aa_stack_onexec), the only change NoNewPrivs
 // permits, since a stack can only narrow.
+//
+// Under SkipEnv it asks for nothing: the development hosts that skip the
+// check are those without the module or profile loaded, where asking would
+// stop every worker.
 func ExecWorker(e Expect, k Kernel) error {
+	if skip, err := envflag.Bool(SkipEnv); err != nil || skip {
+		return err
+	}
 	if e.SELinux != "" && k.SELinux.Enabled() {
 		cur, err := k.SELinux.Current()
 		if err != nil {
@@ -37,8 +46,10 @@ func ExecWorker(e Expect, k Kernel) error {
 		}
 	}
 	if e.AppArmor != "" {
-		if _, err := k.AppArmor(); err != nil {
-			return nil // not active: the worker's own check says so
+		if _, err := k.AppArmor(); errors.Is(err, apparmor.ErrNotActive) {
+			return nil // the worker's own check says so
+		} else if err != nil {
+			return fmt.Errorf("read the loader's AppArmor label: %w", err)
 		}
 		if err := stackOnExec(e.AppArmor); err != nil {
 			return fmt.Errorf("stack AppArmor profile %s onto the worker's exec: %w", e.AppArmor, err)

@@ -181,7 +181,14 @@ func TestExecWorkerWithoutActiveModules(t *testing.T) {
 	if _, err := apparmor.Current(); err == nil {
 		t.Skip("AppArmor is active here")
 	}
+	t.Setenv(SkipEnv, "")
 	if err := ExecWorker(Expect{"worker", WorkerDomain, WorkerProfile}, Running); err != nil {
 		t.Fatal(err)
+	}
+	// A label that cannot be read for another reason is an error, never a
+	// silent start without the worker's profile.
+	broken := Kernel{SELinux: Running.SELinux, AppArmor: label("", errors.New("permission denied"))}
+	if err := ExecWorker(Expect{"worker", "", WorkerProfile}, broken); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("unreadable AppArmor label: %v", err)
 	}
 }
