@@ -18,7 +18,7 @@ GO ?= go
 # the same list.
 DEBS := clang llvm libbpf-dev bpftool libseccomp-dev iproute2 gcc make pkg-config socat
 # And for the tests only: a real Prometheus server and promtool.
-test: EXTRA_DEBS := prometheus apparmor selinux-policy-dev checkpolicy
+test: EXTRA_DEBS := prometheus apparmor selinux-policy-dev selinux-policy-default checkpolicy
 # The oldest Go that builds the module: the go line of go.mod (1.26 or later).
 GO_MIN := $(or $(shell awk '$$1 == "go" { print $$2; exit }' go.mod 2>/dev/null),1.26)
 TEST_TIMEOUT ?= 30m
@@ -124,7 +124,7 @@ install: build
 	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/prometheus metrics/prometheus/alerts.yml metrics/prometheus/scrape.yml
 	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/examples/policies examples/policies/*.yaml
 	install -D -m 0644 docs/HARDENING.md $(DESTDIR)$(PREFIX)/share/doc/pci-segment/HARDENING.md
-	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/selinux selinux/pci_segment.te selinux/pci_segment.fc selinux/pci_segment.if
+	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/selinux selinux/pci_segment.te selinux/pci_segment.fc selinux/pci_segment.if selinux/pci_segment_pins.cil
 	install -D -m 0644 -t $(DESTDIR)$(SHAREDIR)/apparmor apparmor/pci-segment
 	install -D -m 0755 -t $(DESTDIR)$(SHAREDIR)/scripts scripts/install-selinux.sh scripts/install-apparmor.sh
 	[[ -e $(DESTDIR)/etc/default/pci-segment ]] || install -D -m 0644 systemd/pci-segment.default $(DESTDIR)/etc/default/pci-segment
