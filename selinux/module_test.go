@@ -75,9 +75,19 @@ func TestModuleLinksIntoThePolicyWithinItsBounds(t *testing.T) {
 		os.WriteFile(filepath.Join(root, "etc/selinux/semanage.conf"), append(conf, "\nexpand-check=1\n"...), 0o644)
 		out, err := exec.Command("semodule", "-p", root, "-s", "default", "-n", "-i", pp, "-i", "pci_segment_pins.cil").CombinedOutput()
 		if err == nil {
-			kern, rerr := os.ReadFile(filepath.Join(root, "var/lib/selinux/default/active/policy.kern"))
-			if rerr != nil || !bytes.Contains(kern, []byte("/pci-segment")) {
+			kern := filepath.Join(root, "var/lib/selinux/default/active/policy.kern")
+			b, rerr := os.ReadFile(kern)
+			if rerr != nil || !bytes.Contains(b, []byte("/pci-segment")) {
 				t.Errorf("the linked policy holds no genfscon path /pci-segment (%v)", rerr)
+			}
+			// Both entries work under NoNewPrivs: systemd's into the
+			// loader's domain (the unit sets NoNewPrivileges=yes), the
+			// loader's into the worker's.
+			for _, q := range [][2]string{{"init_t", "pci_segment_t"}, {"pci_segment_t", "pci_segment_worker_t"}} {
+				rules, serr := exec.Command("sesearch", "-A", "-s", q[0], "-t", q[1], "-c", "process2", "-p", "nnp_transition", kern).CombinedOutput()
+				if serr != nil || !strings.Contains(string(rules), "nnp_transition") {
+					t.Errorf("no nnp_transition from %s to %s in the linked policy: %v\n%s", q[0], q[1], serr, rules)
+				}
 			}
 		}
 		return string(out), err
