@@ -53,18 +53,18 @@ deps:
 
 # bpf2go is a tool of the module (go.mod): go generate runs `go tool bpf2go`.
 generate: deps
-	$(GO) generate ./bpf/...
+	$(GO) generate ./bpf/... ./bench/...
 
 # The bpf2go output is committed so that `go build` needs no clang; this
 # fails when regenerating it changes anything.
 generate-check: generate
-	@untracked=$$(git ls-files --others --exclude-standard -- bpf/); \
-	if ! git diff --exit-code --stat -- bpf/ || [[ -n "$$untracked" ]]; then \
+	@untracked=$$(git ls-files --others --exclude-standard -- bpf/ bench/); \
+	if ! git diff --exit-code --stat -- bpf/ bench/ || [[ -n "$$untracked" ]]; then \
 		[[ -z "$$untracked" ]] || printf 'not committed: %s\n' $$untracked; \
-		echo "generate-check: the generated files in bpf/ differ from what is committed. Run 'make generate' and commit bpf/." >&2; \
+		echo "generate-check: the generated files in bpf/ or bench/ differ from what is committed. Run 'make generate' and commit them." >&2; \
 		exit 1; \
 	fi; \
-	echo "generate-check: bpf/ is up to date"
+	echo "generate-check: bpf/ and bench/ are up to date"
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/pci-segment
