@@ -220,25 +220,68 @@ func (pm *PolicyMaps) clearHits(half uint32) error {
 
 // clearHalf deletes every trie entry of half.
 func (pm *PolicyMaps) clearHalf(half uint32) error {
-	if err := deleteWhere(pm.Addr4, func(k *bpf.DatapathAddr4Key) bool { return uint32(k.Half) == half }); err != nil {
+	if err := deleteWhere[bpf.DatapathAddr4Key, bpf.DatapathAddrValue](pm.Addr4, func(k *bpf.DatapathAddr4Key) bool { return uint32(k.Half) == half }); err != nil {
 		return fmt.Errorf("clear IPv4 prefixes of half %d: %w", half, err)
 	}
-	if err := deleteWhere(pm.Addr6, func(k *bpf.DatapathAddr6Key) bool { return uint32(k.Half) == half }); err != nil {
+	if err := deleteWhere[bpf.DatapathAddr6Key, bpf.DatapathAddrValue](pm.Addr6, func(k *bpf.DatapathAddr6Key) bool { return uint32(k.Half) == half }); err != nil {
 		return fmt.Errorf("clear IPv6 prefixes of half %d: %w", half, err)
 	}
-	if err := deleteWhere(pm.Ports, func(k *bpf.DatapathPortKey) bool { return uint32(k.Half) == half }); err != nil {
+	if err := deleteWhere[bpf.DatapathPortKey, bpf.DatapathPortValue](pm.Ports, func(k *bpf.DatapathPortKey) bool { return uint32(k.Half) == half }); err != nil {
 		return fmt.Errorf("clear port allowances of half %d: %w", half, err)
 	}
 	return nil
 }
 
-func deleteWhere[K any](m *ebpf.Map, match func(*K) bool) error {
+// batchChunk is how many entries one batch syscall reads.
+const batchChunk = 4096
+
+// deleteWhere deletes m's entries whose key matches, reading and deleting
+// in batches where the kernel has them (tries and hashes since 5.6): at
+// 100,000 prefixes a key at a time is two syscalls per entry of both
+// halves, most of a reload's time.
+func deleteWhere[K, V any](m *ebpf.Map, match func(*K) bool) error {
+	var dead []K
+	keys, vals := make([]K, batchChunk), make([]V, batchChunk)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			if match(&keys[i]) {
+				dead = append(dead, keys[i])
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break // the end
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return deleteEach(m, match)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	if _, err := m.BatchDelete(dead, nil); !errors.Is(err, ebpf.ErrNotSupported) {
+		return err
+	}
+	for i := range dead {
+		if err := m.Delete(&dead[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteEach is deleteWhere a key at a time.
+func deleteEach[K any](m *ebpf.Map, match func(*K) bool) error {
 	var (
 		key  K
 		dead []K
+		val  []byte
 	)
 	it := m.Iterate()
-	var val []byte
 	for it.Next(&key, &val) {
 		if match(&key) {
 			dead = append(dead, key)
