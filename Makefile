@@ -18,7 +18,7 @@ GO ?= go
 # the same list.
 DEBS := clang llvm libbpf-dev bpftool libseccomp-dev iproute2 gcc make pkg-config socat
 # And for the tests only: a real Prometheus server and promtool.
-test: EXTRA_DEBS := prometheus apparmor selinux-policy-dev selinux-policy-default setools checkpolicy
+test: EXTRA_DEBS := prometheus apparmor selinux-policy-dev selinux-policy-default setools checkpolicy nftables
 # The oldest Go that builds the module: the go line of go.mod (1.26 or later).
 GO_MIN := $(or $(shell awk '$$1 == "go" { print $$2; exit }' go.mod 2>/dev/null),1.26)
 TEST_TIMEOUT ?= 30m
@@ -88,10 +88,16 @@ test: deps build
 	$(GO) test -run '^$$' -fuzz '^FuzzParseContext$$' -fuzztime 20000x -fuzzminimizetime 200x ./selinux
 	$(GO) test -run '^$$' -fuzz '^FuzzParseLabel$$' -fuzztime 20000x -fuzzminimizetime 200x ./apparmor
 
-# Benchmarks against their targets. So far: the audit chain's sustained
-# records per second with batched fsync (target 200,000).
+# Benchmarks against their targets and the alternatives (bench/): the
+# per-packet cost, rates over veth against nftables, apply latency, memory
+# and the audit log, each benchmark run once and repeating inside, its
+# results in bench/results/, then BENCHMARKS.md written from them. About
+# 15 minutes, most of it the veth rates.
+bench: EXTRA_DEBS := iperf3 nftables
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 300000x -count 5 ./audit
+	rm -rf bench/results
+	PCI_SEGMENT_BENCH_OUT=$(CURDIR)/bench/results $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench
+	$(GO) run ./bench/report -in bench/results -o BENCHMARKS.md
 
 demo: deps build
 	PCI_SEGMENT_BIN=$(CURDIR)/$(BIN) bash scripts/demo.sh
