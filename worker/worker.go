@@ -292,6 +292,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err := conn.Send(actx, ipc.Applied{Generation: generation, SetHash: set.Hash}); err != nil {
 		return err
 	}
+	releaseParse()
 
 	var wg sync.WaitGroup
 	wg.Add(1)
