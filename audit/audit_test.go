@@ -96,6 +96,13 @@ func TestFiftyThousandRecordsAcrossTwentyRotations(t *testing.T) {
 	if !rep.Keyed || rep.Records != len(seen) || uint64(len(seen)) != rep.LastSeq {
 		t.Errorf("report %+v; %d distinct sequence numbers", rep, len(seen))
 	}
+	// The span read, across the rotations: the first record's time and
+	// the last's, in order.
+	began, err1 := time.Parse(time.RFC3339Nano, rep.First)
+	ended, err2 := time.Parse(time.RFC3339Nano, rep.Last)
+	if err1 != nil || err2 != nil || ended.Before(began) || time.Since(began) > time.Hour {
+		t.Errorf("span %q to %q (%v, %v)", rep.First, rep.Last, err1, err2)
+	}
 	for s := uint64(1); s <= rep.LastSeq; s++ {
 		if seen[s] != 1 {
 			t.Fatalf("sequence number %d appears %d times", s, seen[s])

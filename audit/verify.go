@@ -92,7 +92,11 @@ type Report struct {
 	// FromSeq is the first record there: above 1 when retention removed
 	// the files before it (each rotated file starts with a record naming
 	// its chain, from which the verifier goes on).
-	FromSeq uint64   `json:"from_seq"`
+	FromSeq uint64 `json:"from_seq"`
+	// First and Last are the times of the first and last records read
+	// (as they carry them); empty for none.
+	First   string   `json:"first,omitempty"`
+	Last    string   `json:"last,omitempty"`
 	Problem *Problem `json:"problem,omitempty"`
 }
 
@@ -159,8 +163,9 @@ func Verify(dir string, keys map[string]Key, state *State) (Report, error) {
 				rep.Chains = append(rep.Chains, c)
 			}
 			if rep.FromSeq == 0 {
-				rep.FromSeq = r.Seq
+				rep.FromSeq, rep.First = r.Seq, r.Time
 			}
+			rep.Last = r.Time
 			if r.Type == TypeChainStart {
 				c, _ := r.Details["chain"].(string)
 				if r.Seq != 1 || r.Epoch != 0 {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -600,4 +601,78 @@ func (g *gatherer) counters(dir string, pins []Pin) *Counters {
 		return nil
 	}
 	return c
+}
+
+// conntrack counts the flows tracked now.
+func (g *gatherer) conntrack(dir string, pins []Pin) *Conntrack {
+	if !hasPin(pins, bpf.DatapathMapConntrack) {
+		return nil
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.DatapathMapConntrack), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		g.unavailable("connection tracking", err)
+		return nil
+	}
+	defer m.Close()
+	c := &Conntrack{Capacity: int(m.MaxEntries())}
+	var k bpf.DatapathCtKey
+	var v bpf.DatapathCtValue
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		c.Entries++
+	}
+	if err := it.Err(); err != nil {
+		g.unavailable("connection tracking", err)
+		return nil
+	}
+	return c
+}
+
+// policyHits reads the match counters of the half in force, one per
+// policy of the set there (the counters are zeroed when a half is
+// written): nil when no policy is in force.
+func (g *gatherer) policyHits(dir string, pins []Pin, in *Policy) []PolicyHit {
+	if in == nil || !hasPin(pins, bpf.DatapathMapPolicyHits) || !hasPin(pins, bpf.DatapathMapSelector) {
+		return nil
+	}
+	sel, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.DatapathMapSelector), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		g.unavailable("policy match counters", err)
+		return nil
+	}
+	var s bpf.DatapathSelectorValue
+	err = sel.Lookup(uint32(0), &s)
+	sel.Close()
+	m, err2 := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.DatapathMapPolicyHits), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err := errors.Join(err, err2); err != nil {
+		g.unavailable("policy match counters", err)
+		return nil
+	}
+	defer m.Close()
+	var boot unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	now := time.Now()
+	out := []PolicyHit{}
+	for i := range bpf.MaxPolicies {
+		var per []bpf.DatapathPolicyHit
+		if err := m.Lookup(uint32(int(s.Active&1)*bpf.MaxPolicies+i), &per); err != nil {
+			g.unavailable("policy match counters", err)
+			return nil
+		}
+		h := PolicyHit{Index: i}
+		var last uint64
+		for _, c := range per {
+			h.Packets += c.Packets
+			last = max(last, c.LastNs)
+		}
+		if h.Packets == 0 {
+			continue
+		}
+		if last > 0 {
+			t := now.Add(-time.Duration(uint64(boot.Nano()) - last)).UTC()
+			h.LastHit = &t
+		}
+		out = append(out, h)
+	}
+	return out
 }

@@ -42,6 +42,11 @@ type Status struct {
 	Links     []Link     `json:"links"`
 	Policy    *Policy    `json:"policy"`
 	Counters  *Counters  `json:"counters"`
+	Conntrack *Conntrack `json:"conntrack"`
+	// PolicyHits are the flows each policy of the set in force let in,
+	// by its index in the compiled set (the worker's metrics and `report`
+	// name them), counted since that set was written.
+	PolicyHits []PolicyHit `json:"policy_hits"`
 
 	// Findings are what an auditor should look at.
 	Findings []string `json:"findings"`
@@ -103,6 +108,20 @@ type Counters struct {
 	EventsLost uint64            `json:"events_lost"`
 }
 
+// Conntrack is the use of connection tracking.
+type Conntrack struct {
+	Entries  int `json:"entries"`
+	Capacity int `json:"capacity"`
+}
+
+// PolicyHit is one policy's match counter in the half in force.
+type PolicyHit struct {
+	Index   int    `json:"index"`
+	Packets uint64 `json:"packets"`
+	// LastHit is when its rules last let a new flow in; nil for never.
+	LastHit *time.Time `json:"last_hit"`
+}
+
 // Verdicts count one direction.
 type Verdicts struct {
 	AllowPackets uint64 `json:"allow_packets"`
@@ -148,6 +167,8 @@ func Gather(o Options) *Status {
 	s.Links = g.links(s.Pins, netns)
 	s.Policy = g.policy(s.PinDir, s.Pins)
 	s.Counters = g.counters(s.PinDir, s.Pins)
+	s.Conntrack = g.conntrack(s.PinDir, s.Pins)
+	s.PolicyHits = g.policyHits(s.PinDir, s.Pins, s.Policy)
 
 	g.judge()
 	return s

@@ -151,6 +151,16 @@ func (s *Status) WriteText(w io.Writer) error {
 		p("  drops\t%s", strings.Join(drops, ", "))
 		p("  events lost\t%d", c.EventsLost)
 	}
+	if c := s.Conntrack; c != nil {
+		p("  connection tracking\t%d of %d flows", c.Entries, c.Capacity)
+	}
+	if len(s.PolicyHits) > 0 {
+		var hits []string
+		for _, h := range s.PolicyHits {
+			hits = append(hits, fmt.Sprintf("#%d %d", h.Index, h.Packets))
+		}
+		p("  policy matches\t%s (by policy index; `report` names them)", strings.Join(hits, ", "))
+	}
 
 	p("")
 	p("Findings")
