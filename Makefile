@@ -17,8 +17,9 @@ GO ?= go
 # Debian packages the build, the tests and the demo use. .ci/run installs
 # the same list.
 DEBS := clang llvm libbpf-dev bpftool libseccomp-dev iproute2 gcc make pkg-config socat
-# And for the tests only: a real Prometheus server and promtool.
-test: EXTRA_DEBS := prometheus apparmor selinux-policy-dev selinux-policy-default setools checkpolicy nftables
+# And for the tests only: a real Prometheus server and promtool, the
+# security module tool chains, nftables and a browser for the report.
+test: EXTRA_DEBS := prometheus apparmor selinux-policy-dev selinux-policy-default setools checkpolicy nftables chromium
 # The oldest Go that builds the module: the go line of go.mod (1.26 or later).
 GO_MIN := $(or $(shell awk '$$1 == "go" { print $$2; exit }' go.mod 2>/dev/null),1.26)
 TEST_TIMEOUT ?= 30m

@@ -20,6 +20,9 @@ const (
 type Result struct {
 	// Set is the loaded set; nil when Errors is not empty.
 	Set *Set
+	// Parsed is what loaded, with errors or not, for a report to list;
+	// never to enforce. Nil when nothing parsed.
+	Parsed *Set
 	// Files are the files read, even when the set is invalid.
 	Files    []File
 	Errors   []*Finding
@@ -42,7 +45,7 @@ func (r *Result) ExitCode() int {
 // finding carries its PCI-DSS requirement.
 func Validate(paths []string, hostLabels map[string]string) *Result {
 	set, errs := load(paths)
-	r := &Result{Errors: errs}
+	r := &Result{Errors: errs, Parsed: set}
 	if set != nil {
 		r.Files = set.Files
 		r.Warnings = append(r.Warnings, set.Warnings...)

@@ -34,6 +34,7 @@ type cli struct {
 	Detach   detachCmd   `cmd:"" help:"Remove every link and pin of pci-segment (root)."`
 	Status   statusCmd   `cmd:"" help:"Show the running privilege split, pins, links and policy in force (full view as root)."`
 	Audit    auditCmd    `cmd:"" help:"Work with the audit trail."`
+	Report   reportCmd   `cmd:"" help:"Write the compliance evidence for an assessor: policies, allowances, live state, privileges, audit log (HTML or JSON)."`
 	Worker   workerCmd   `cmd:"" hidden:"" help:"The unprivileged worker; started by enforce only."`
 }
 
@@ -159,6 +160,8 @@ func main() {
 		os.Exit(c.Audit.Verify.run(os.Stdout, os.Stderr))
 	case "status":
 		os.Exit(c.Status.run(os.Stdout, os.Stderr))
+	case "report":
+		os.Exit(c.Report.run(os.Stderr))
 	case "worker":
 		w := c.Worker
 		log := logger(workerLogName, c.LogLevel)
