@@ -4,6 +4,11 @@
 // a source named in it (the files, the kernel's maps and /proc through
 // package status, the audit log); a section without data says why, and
 // nothing is filled in to look complete.
+//
+// Known gap: the review of what has not matched (Req 1.2.7) is per policy,
+// since the datapath counts the flows each policy lets in; a rule's own
+// count would need the rule's index carried in the port map's value and a
+// counter per rule.
 package report
 
 import (
