@@ -128,6 +128,11 @@ func Read(dir string) ([]Result, error) {
 		if err := json.Unmarshal(b, &rs); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
+		for _, r := range rs {
+			if len(r.Runs) == 0 {
+				return nil, fmt.Errorf("%s: %s has no runs", f, r.Key())
+			}
+		}
 		all = append(all, rs...)
 	}
 	return all, nil

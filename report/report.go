@@ -121,7 +121,7 @@ type Allowance struct {
 // Live is the enforcement running now.
 type Live struct {
 	Running bool   `json:"running"`
-	Why     string `json:"why,omitempty"` // when not running, or partly unreadable
+	Why     string `json:"why,omitempty"` // when not running, or what could not be read
 	Mode    string `json:"mode,omitempty"`
 	// Generation and SetSHA256 are in force; MatchesFiles compares the
 	// hash with the files'.
@@ -239,7 +239,7 @@ func Build(o Options) *Report {
 		r.Privilege.Findings = []string{}
 	}
 	r.Audit = auditReport(o.AuditDir, o.StateDir, o.Key)
-	r.Unmatched = unmatched(st, res.Set, labels, r.Live, o.AuditDir)
+	r.Unmatched = unmatched(st, r.Live, o.AuditDir)
 	return r
 }
 
@@ -291,7 +291,7 @@ func policies(set *policy.Set, labels map[string]string, fs []*policy.Finding) (
 		idx := byFile[f.File]
 		placed := false
 		for _, i := range idx {
-			if len(idx) == 1 || (f.Doc > 0 && set.Policies[i].Source.Doc == f.Doc) {
+			if (f.Doc == 0 && len(idx) == 1) || (f.Doc > 0 && set.Policies[i].Source.Doc == f.Doc) {
 				out[i].Findings = append(out[i].Findings, rf)
 				placed = true
 				break
@@ -435,9 +435,14 @@ func live(st *status.Status, filesHash string) Live {
 	l.Mode, l.Generation, l.SetSHA256 = st.Policy.Mode, st.Policy.Generation, st.Policy.SetSHA256
 	l.MatchesFiles = filesHash != "" && filesHash == st.Policy.SetSHA256
 	l.Links, l.Counters, l.Conntrack = st.Links, st.Counters, st.Conntrack
+	var why []string
 	if st.Loader == nil {
-		l.Why = "the pinned links enforce, but no loader runs: the policy in force stays until one does or `detach`"
+		why = append(why, "the pinned links enforce, but no loader runs: the policy in force stays until one does or `detach`")
 	}
+	if len(st.Unavailable) > 0 {
+		why = append(why, "not read: "+unavailable(st))
+	}
+	l.Why = strings.Join(why, "; ")
 	return l
 }
 
@@ -483,9 +488,14 @@ func auditReport(dir, stateDir, key string) AuditReport {
 		}
 	}
 	var state *audit.State
+	var stateErr error
 	if stateDir != "" {
-		if st, err := audit.LoadState(stateDir); err == nil {
+		st, err := audit.LoadState(stateDir)
+		switch {
+		case err == nil:
 			state = &st
+		case !errors.Is(err, audit.ErrNoState):
+			stateErr = err
 		}
 	}
 	rep, err := audit.Verify(dir, keys, state)
@@ -506,14 +516,17 @@ func auditReport(dir, stateDir, key string) AuditReport {
 		} else {
 			a.Detail += "; MACs not checked: no first key given (--key)"
 		}
-		if state == nil {
+		switch {
+		case stateErr != nil:
+			a.Detail += "; the worker's chain state could not be read (" + stateErr.Error() + "), so a truncated tail would not show"
+		case state == nil:
 			a.Detail += "; no worker chain state, so a truncated tail would not show"
 		}
 	}
 	return a
 }
 
-func unmatched(st *status.Status, set *policy.Set, labels map[string]string, l Live, auditDir string) Unmatched {
+func unmatched(st *status.Status, l Live, auditDir string) Unmatched {
 	u := Unmatched{Policies: []string{}, Matched: []Match{}}
 	switch {
 	case !l.Running:
@@ -522,24 +535,29 @@ func unmatched(st *status.Status, set *policy.Set, labels map[string]string, l L
 	case st.PolicyHits == nil:
 		u.Why = "the match counters could not be read (" + unavailable(st) + ")"
 		return u
-	case !l.MatchesFiles || set == nil || labels == nil:
-		u.Why = "the set in force is not the one these files and labels make, so its counters cannot be named"
+	}
+	// The counters are by the index of a policy in the set the worker
+	// compiled for its labels; the worker's policy_applied record of that
+	// generation lists them in that order.
+	at, names, err := applied(auditDir, l.Generation)
+	if err != nil || names == nil {
+		u.Why = fmt.Sprintf("the audit log holds no policy_applied record of generation %d, which names the policies the counters are of", l.Generation)
+		if err != nil {
+			u.Why += " (" + err.Error() + ")"
+		}
 		return u
 	}
-	c, err := policy.Compile(set, labels)
-	if err != nil {
-		u.Why = "compile: " + err.Error()
+	if len(names) == 0 {
+		u.Why = "no policy applies to this host: there are no rules to review"
 		return u
 	}
 	u.Window = fmt.Sprintf("since policy generation %d was applied", l.Generation)
-	if at := appliedAt(auditDir, l.Generation); at != "" {
-		u.From = at
-	}
+	u.From = at
 	hits := map[int]status.PolicyHit{}
 	for _, h := range st.PolicyHits {
 		hits[h.Index] = h
 	}
-	for i, name := range c.Policies {
+	for i, name := range names {
 		h, ok := hits[i]
 		if !ok || h.Packets == 0 {
 			u.Policies = append(u.Policies, name)
@@ -555,18 +573,28 @@ func unmatched(st *status.Status, set *policy.Set, labels map[string]string, l L
 	return u
 }
 
-// appliedAt is when the audit log says generation gen was applied.
-func appliedAt(dir string, gen uint64) string {
+// applied is what the audit log says of generation gen: when it was
+// applied and its policies in the worker's order (nil when no record).
+func applied(dir string, gen uint64) (string, []string, error) {
 	if dir == "" {
-		return ""
+		return "", nil, errors.New("no audit directory given")
 	}
 	var at string
-	_ = audit.Each(dir, func(r audit.Record) {
-		if r.Type == audit.TypePolicyApplied {
-			if g, ok := r.Details["generation"].(float64); ok && uint64(g) == gen {
-				at = r.Time
+	var names []string
+	err := audit.Each(dir, func(r audit.Record) {
+		if r.Type != audit.TypePolicyApplied {
+			return
+		}
+		if g, ok := r.Details["generation"].(float64); !ok || uint64(g) != gen {
+			return
+		}
+		list, _ := r.Details["policies"].([]any)
+		at, names = r.Time, []string{}
+		for _, n := range list {
+			if s, ok := n.(string); ok {
+				names = append(names, s)
 			}
 		}
 	})
-	return at
+	return at, names, err
 }

@@ -46,8 +46,15 @@ func newFixture(t *testing.T) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As the worker records it: the policies in its compiled order, which
+	// the datapath's match counters are indexed by.
+	l, _ := policy.ParseLabels(labels)
+	c, err := policy.Compile(set, l)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.Write(audit.Record{Type: audit.TypePolicyApplied, Outcome: "success", Who: "test", Resource: "policy set",
-		Details: map[string]any{"generation": 7}})
+		Details: map[string]any{"generation": 7, "policies": c.Policies, "labels": labels}})
 	w.Write(audit.Record{Type: audit.TypePacketDenied, Outcome: "deny", Who: "10.0.0.1", Resource: "10.0.0.2:22"})
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -121,6 +128,13 @@ func TestRunningReport(t *testing.T) {
 	}
 	if r.Unmatched.From == "" {
 		t.Error("the audit log's policy_applied record of generation 7 gave no window start")
+	}
+	// A generation the audit log does not record cannot be named: said,
+	// not guessed from the files.
+	other := *f.running
+	other.Policy = &status.Policy{Generation: 8, SetSHA256: f.running.Policy.SetSHA256, Mode: "enforce"}
+	if u := f.build(&other).Unmatched; u.Why == "" || !strings.Contains(u.Why, "generation 8") || len(u.Policies)+len(u.Matched) != 0 {
+		t.Errorf("unmatched of an unrecorded generation: %+v", u)
 	}
 	if len(r.Overrides.InEffect) != 1 || r.Overrides.InEffect[0].Name != "PCI_SEGMENT_DISABLE_SECCOMP" {
 		t.Errorf("overrides %+v: want the one in effect, not the false boolean", r.Overrides)

@@ -650,7 +650,10 @@ func (g *gatherer) policyHits(dir string, pins []Pin, in *Policy) []PolicyHit {
 	}
 	defer m.Close()
 	var boot unix.Timespec
-	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
+		g.unavailable("policy match counters (boot time)", err)
+		return nil
+	}
 	now := time.Now()
 	out := []PolicyHit{}
 	for i := range bpf.MaxPolicies {

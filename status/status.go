@@ -43,9 +43,10 @@ type Status struct {
 	Policy    *Policy    `json:"policy"`
 	Counters  *Counters  `json:"counters"`
 	Conntrack *Conntrack `json:"conntrack"`
-	// PolicyHits are the flows each policy of the set in force let in,
-	// by its index in the compiled set (the worker's metrics and `report`
-	// name them), counted since that set was written.
+	// PolicyHits count the packets of the flows each policy of the set in
+	// force let in, by its index in the compiled set (the worker's
+	// policy_applied record and `report` name them), since that set was
+	// written.
 	PolicyHits []PolicyHit `json:"policy_hits"`
 
 	// Findings are what an auditor should look at.
@@ -118,7 +119,8 @@ type Conntrack struct {
 type PolicyHit struct {
 	Index   int    `json:"index"`
 	Packets uint64 `json:"packets"`
-	// LastHit is when its rules last let a new flow in; nil for never.
+	// LastHit is when a packet of a flow its rules let in last passed;
+	// nil for never.
 	LastHit *time.Time `json:"last_hit"`
 }
 

@@ -46,13 +46,12 @@ func main() {
 // target is one of the targets: a ratio of two medians (or one
 // median against a bound) and the bound it must meet.
 type target struct {
-	what       string
-	num, den   string  // result keys; den "" compares num's median to bound
-	bound      float64 // the limit
-	atMost     bool    // the value must be at most bound (else at least)
-	unit       string  // of the value: "x" for a ratio
-	minRuns    int     // the fewest runs each side must have
-	valueScale float64 // applied to a median compared to a bound (1 if 0)
+	what     string
+	num, den string  // result keys; den "" compares num's median to bound
+	bound    float64 // the limit
+	atMost   bool    // the value must be at most bound (else at least)
+	unit     string  // of the value: "x" for a ratio
+	minRuns  int     // the fewest runs each side must have
 }
 
 var targets = []target{
@@ -84,19 +83,30 @@ var targets = []target{
 		num: "memory/loader peak RSS{prefixes=10000}", bound: 15, atMost: true, unit: "MiB"},
 }
 
-// judge evaluates t against the results by key; ok false with a reason
-// when a side was not measured.
-func judge(t target, byKey map[string]bench.Result) (value float64, met bool, detail string, measured bool) {
+// verdict is how a target fared.
+type verdict int
+
+const (
+	met verdict = iota
+	missed
+	unmeasured // a side has no result
+	fewRuns    // a side has fewer runs than the target asks
+)
+
+// judge evaluates t against the results by key: the value (a ratio of
+// medians, or a median), the verdict, and a detail (the medians compared,
+// or what is lacking).
+func judge(t target, byKey map[string]bench.Result) (float64, verdict, string) {
 	n, ok := byKey[t.num]
 	if !ok {
-		return 0, false, "no result " + t.num, false
+		return 0, unmeasured, "no result " + t.num
 	}
-	value = n.Median()
+	value, detail := n.Median(), ""
 	sides := []bench.Result{n}
 	if t.den != "" {
 		d, ok := byKey[t.den]
 		if !ok {
-			return 0, false, "no result " + t.den, false
+			return 0, unmeasured, "no result " + t.den
 		}
 		value = n.Median() / d.Median()
 		sides = append(sides, d)
@@ -104,15 +114,13 @@ func judge(t target, byKey map[string]bench.Result) (value float64, met bool, de
 	}
 	for _, s := range sides {
 		if len(s.Runs) < t.minRuns {
-			return value, false, fmt.Sprintf("%s has %d runs, fewer than the %d asked for", s.Key(), len(s.Runs), t.minRuns), true
+			return value, fewRuns, fmt.Sprintf("%s has %d runs, fewer than the %d asked for", s.Key(), len(s.Runs), t.minRuns)
 		}
 	}
-	if t.atMost {
-		met = value <= t.bound
-	} else {
-		met = value >= t.bound
+	if (t.atMost && value <= t.bound) || (!t.atMost && value >= t.bound) {
+		return value, met, detail
 	}
-	return value, met, detail, true
+	return value, missed, detail
 }
 
 func render(rs []bench.Result, mach [][2]string, now time.Time, analysis []byte) string {
@@ -138,42 +146,37 @@ func render(rs []bench.Result, mach [][2]string, now time.Time, analysis []byte)
 	p("")
 	p("| target | measured | bound | result |")
 	p("|---|---|---|---|")
-	missed, unmeasured := 0, 0
+	counts := map[verdict]int{}
 	for _, t := range targets {
-		v, met, detail, measured := judge(t, byKey)
+		v, verdict, detail := judge(t, byKey)
+		counts[verdict]++
 		bound := fmt.Sprintf("at most %s", num(t.bound, t.unit))
 		if !t.atMost {
 			bound = fmt.Sprintf("at least %s", num(t.bound, t.unit))
 		}
+		measured := num(v, t.unit)
+		if t.den != "" && detail != "" && verdict != fewRuns {
+			measured += " (" + detail + ")"
+		}
 		var res string
-		switch {
-		case !measured:
-			res = "**not measured**: " + detail
-			unmeasured++
+		switch verdict {
 		case met:
 			res = "met"
-		default:
-			missed++
+		case missed:
 			res = "**missed** by " + by(v, t)
+		case unmeasured:
+			measured, res = "—", "**not measured**: "+detail
+		case fewRuns:
+			res = "**not judged**: " + detail
 		}
-		m := num(v, t.unit)
-		if measured && detail != "" && t.den != "" {
-			m += " (" + detail + ")"
-		} else if measured && detail != "" {
-			res += "; " + detail
-		}
-		if !measured {
-			m = "—"
-		}
-		p("| %s | %s | %s | %s |", t.what, m, bound, res)
+		p("| %s | %s | %s | %s |", t.what, measured, bound, res)
 	}
 	p("")
-	switch {
-	case missed+unmeasured == 0:
+	if counts[met] == len(targets) {
 		p("All %d targets are met.", len(targets))
-	default:
-		p("Of %d targets, %d are met, %d missed and %d not measured in this run. Misses are stated as measured, not redefined.",
-			len(targets), len(targets)-missed-unmeasured, missed, unmeasured)
+	} else {
+		p("Of %d targets, %d are met, %d missed, %d not measured and %d not judged (too few runs) in this run. Misses are stated as measured, not redefined.",
+			len(targets), counts[met], counts[missed], counts[unmeasured], counts[fewRuns])
 	}
 	p("")
 	sections := []struct{ suite, title string }{

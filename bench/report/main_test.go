@@ -26,7 +26,7 @@ func TestRenderJudgesTargetsOnMedians(t *testing.T) {
 		"| Established flow (conntrack hit) vs the empty program, IPv4, 10,000 prefixes | 2.25x (90.0 ns/packet / 40.0 ns/packet) | at most 2.00x | **missed** by 0.25x (12% of the bound) |",
 		// median 1200 ms against 1000.
 		"| Compile, write and swap of 100,000 prefixes | 1200 ms | at most 1000 ms | **missed** by 200.0 ms (20% of the bound) |",
-		"fewer than the 8 asked for",
+		"**not judged**: lab/udp64{config=ours,prefixes=10000} has 2 runs, fewer than the 8 asked for",
 		"**not measured**: no result verdict/ours{family=ipv4,flow=new,prefixes=10000}",
 		"| kernel | test |",
 		"| empty [1] |  | 40.0 ns/packet | 30.0 ns/packet – 1000 ns/packet | 3 |",
