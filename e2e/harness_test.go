@@ -340,6 +340,20 @@ func (e *enforcer) get(t *testing.T, path string) (string, int) {
 	return e.getURL(t, "http://127.0.0.1:9720"+path)
 }
 
+// ready waits for /readyz to answer 200: the worker hears what the loader
+// attached just after the loader reports enforcing.
+func (e *enforcer) ready(t *testing.T) (string, int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, code := e.get(t, "/readyz")
+		if code == 200 || time.Now().After(deadline) {
+			return body, code
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // getURL fetches url from inside the host namespace.
 func (e *enforcer) getURL(t *testing.T, url string) (string, int) {
 	t.Helper()

@@ -76,7 +76,7 @@ func TestMetricsAndReadinessTellTheTruth(t *testing.T) {
 	if !strings.Contains(scrape, "go_build_info{") {
 		t.Error("no build info")
 	}
-	if body, code := e.get(t, "/readyz"); code != 200 || !strings.Contains(body, l.HostIf) {
+	if body, code := e.ready(t); code != 200 || !strings.Contains(body, l.HostIf) {
 		t.Errorf("/readyz: %d %q, want 200 naming %s", code, body, l.HostIf)
 	}
 	if body, code := e.get(t, "/healthz"); code != 200 {

@@ -77,7 +77,7 @@ func TestLoaderRunsUnderTheUnitsBoundingSet(t *testing.T) {
 	e.waitEnforcing(t)
 	sock.Close()
 	mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
-	if body, code := e.get(t, "/readyz"); code != 200 {
+	if body, code := e.ready(t); code != 200 {
 		t.Errorf("/readyz on the passed socket: %d %s", code, body)
 	}
 	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))

@@ -292,7 +292,9 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err := conn.Send(actx, ipc.Applied{Generation: generation, SetHash: set.Hash}); err != nil {
 		return err
 	}
-	releaseParse()
+	// Not on this goroutine: the loader's next messages (what is attached,
+	// which readiness waits for) are read once the loops below run.
+	go releaseParse()
 
 	var wg sync.WaitGroup
 	wg.Add(1)
