@@ -30,15 +30,7 @@ func (s *Set) Allowances(hostLabels map[string]string) []string {
 				if len(r.Peers) > 0 {
 					peers = nil
 					for _, pe := range r.Peers {
-						peer := pe.CIDR.String()
-						if len(pe.Except) > 0 {
-							var ex []string
-							for _, e := range pe.Except {
-								ex = append(ex, e.String())
-							}
-							peer += " except " + strings.Join(ex, ",")
-						}
-						peers = append(peers, peer)
+						peers = append(peers, pe.String())
 					}
 				}
 				ports := []string{"every port of every protocol"}
@@ -85,4 +77,18 @@ func Changed(before, now []string) (added, removed []string) {
 		}
 	}
 	return added, removed
+}
+
+// String is the peer as the allowances and the report print it: the cidr,
+// and "except a,b" for its excepts.
+func (p Peer) String() string {
+	s := p.CIDR.String()
+	if len(p.Except) > 0 {
+		var ex []string
+		for _, e := range p.Except {
+			ex = append(ex, e.String())
+		}
+		s += " except " + strings.Join(ex, ",")
+	}
+	return s
 }

@@ -414,15 +414,7 @@ func peerText(pe policy.Peer) string {
 	if !pe.CIDR.IsValid() {
 		return "any address"
 	}
-	s := pe.CIDR.String()
-	if len(pe.Except) > 0 {
-		var ex []string
-		for _, e := range pe.Except {
-			ex = append(ex, e.String())
-		}
-		s += " except " + strings.Join(ex, ", ")
-	}
-	return s
+	return pe.String()
 }
 
 func live(st *status.Status, filesHash string) Live {
