@@ -175,6 +175,8 @@ type Writer struct {
 	rotated    time.Time // when the live file was started
 	stop       chan struct{}
 	done       chan struct{}
+	closing    sync.Once // the first Close stops the syncer and closes the file
+	closed     bool      // under mu: Write refuses, never drops silently
 
 	// The last record on disk, where a failed write rolls the chain back
 	// to; the records lost since, told by a gap record once writing works
@@ -428,6 +430,9 @@ func (w *Writer) cutAfter(seq uint64) error {
 func (w *Writer) Write(r Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
 	if err := w.maybeSeal(time.Now()); err != nil {
 		return err
 	}
@@ -709,21 +714,24 @@ func (w *Writer) Sync() error {
 // Close seals nothing (the next writer goes on from the state), syncs and
 // closes the log.
 func (w *Writer) Close() error {
-	select {
-	case <-w.done:
-		return nil // closed already
-	default:
-	}
-	close(w.stop)
+	first := false
+	w.closing.Do(func() { first = true; close(w.stop) })
 	<-w.done
+	if !first {
+		return nil // closed already, or by a Close running now
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.closed = true
 	err := w.flush(true)
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
+
+// ErrClosed is Write's error after Close: the record is not written.
+var ErrClosed = errors.New("audit log closed: record not written")
 
 // Seq is the sequence number of the last record written.
 func (w *Writer) Seq() uint64 {

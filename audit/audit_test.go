@@ -589,3 +589,30 @@ func TestASealThatFillsTheFileVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Close may be called from several goroutines at once (the worker's
+// shutdown and its deferred close): one closes, none panics, all return
+// after the log is closed.
+func TestConcurrentCloseClosesOnce(t *testing.T) {
+	dir, state, chain, first := chainDirs(t)
+	w, err := Open(dir, state, chain, first, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 10, 0)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- w.Close() }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	if err := w.Write(Record{Type: TypePacketDenied}); err == nil {
+		t.Error("a write after close succeeded")
+	}
+	if _, err := Verify(dir, map[string]Key{chain: first}, nil); err != nil {
+		t.Errorf("the log after concurrent closes: %v", err)
+	}
+}
