@@ -110,6 +110,9 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 		bpf.DatapathMapPorts: len(compiled.Ports)})
 	if half, err := a.pm.Active(); err == nil {
 		a.met.SetPolicies(compiled.Policies, half)
+	} else {
+		// The set is in force; only its per-policy metrics lag.
+		a.log.Error("per-policy metrics still name the previous set: the half in force could not be read", "error", err)
 	}
 	a.met.Rules.Set(float64(compiled.Rules))
 	a.met.LastApplied.SetToCurrentTime()
