@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,4 +47,21 @@ func parseRelease(r string) (int, int, error) {
 		return 0, 0, fmt.Errorf("parse kernel release %q", r)
 	}
 	return major, minor, nil
+}
+
+// DatapathTime is the wall-clock time of a timestamp the datapath stored
+// (conntrack's last_seen_ns, a policy's last_ns): its clock is
+// CLOCK_MONOTONIC_COARSE. ok is false for a time ahead of that clock now,
+// which only a timestamp of another clock can be (an earlier build's, on
+// adopted pins).
+func DatapathTime(ns uint64) (t time.Time, ok bool) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return time.Time{}, false
+	}
+	now := uint64(ts.Nano())
+	if ns > now {
+		return time.Time{}, false
+	}
+	return time.Now().Add(-time.Duration(now - ns)), true
 }

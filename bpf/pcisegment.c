@@ -116,7 +116,7 @@ struct port_value {
 
 struct policy_hit {
 	__u64 packets; // of the flows its rules let in, both ways
-	__u64 last_ns; // boot-time ns of the last one
+	__u64 last_ns; // of the last one, CLOCK_MONOTONIC_COARSE ns
 };
 
 struct selector_value {
@@ -811,6 +811,15 @@ static __always_inline void hit(__u32 half, __u32 policy, __u64 now)
 	}
 }
 
+// age is how long ago then was; 0 for a time ahead of now, which only a
+// timestamp of another clock can be (an earlier build's, on pins it
+// adopted): such an entry counts as fresh and is restamped on its next
+// packet, rather than every flow of the upgrade being judged again at once.
+static __always_inline __u64 age(__u64 now, __u64 then)
+{
+	return now > then ? now - then : 0;
+}
+
 static __always_inline __u64 ct_timeout(__u8 proto)
 {
 	if (proto == IPPROTO_TCP || proto == IPPROTO_SCTP)
@@ -875,7 +884,7 @@ static __always_inline enum ct_result ct_check(const struct packet *p, __u8 dir,
 	v = bpf_map_lookup_elem(&conntrack, &k);
 	if (!v || v->dir != dir)
 		return CT_MISS;
-	if (now - v->last_seen_ns > ct_timeout(p->proto))
+	if (age(now, v->last_seen_ns) > ct_timeout(p->proto))
 		return CT_MISS;
 
 	if (v->generation != hc->generation) {
@@ -906,7 +915,7 @@ static __always_inline enum ct_result ct_check(const struct packet *p, __u8 dir,
 	// Refresh at most once a second: fewer writes to a shared cache line.
 	// Both entries of the flow, so a reply that comes late after steady
 	// traffic the other way still finds its entry.
-	if (now - v->last_seen_ns > 1000000000ULL) {
+	if (age(now, v->last_seen_ns) > 1000000000ULL || v->last_seen_ns > now) {
 		struct ct_value *partner;
 
 		v->last_seen_ns = now;
@@ -963,7 +972,7 @@ static __always_inline int frag_allowed(const struct packet *p, __u8 dir, __u64 
 
 	frag_key_of(&k, p, dir);
 	seen = bpf_map_lookup_elem(&frags, &k);
-	return seen && now - *seen <= frag_timeout_ns;
+	return seen && age(now, *seen) <= frag_timeout_ns;
 }
 
 static __always_inline int addr_equal(const __u8 *a, const __u8 *b)
@@ -999,7 +1008,7 @@ static __always_inline int ct_quoted(const struct packet *p, __u8 dir, __u64 gen
 	// A flow admitted by an older policy vouches for nothing until its
 	// own next packet has been judged again.
 	return v && v->dir == (dir ^ 1) && v->generation == generation &&
-	       now - v->last_seen_ns <= ct_timeout(p->q_proto);
+	       age(now, v->last_seen_ns) <= ct_timeout(p->q_proto);
 }
 
 // pass lets an allowed packet through, remembering what later packets need:
@@ -1039,7 +1048,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (!hc)
 		return TCX_DROP;
 	governed = hc->governed[dir];
-	now = bpf_ktime_get_boot_ns();
+	// The coarse clock (jiffies, a few ms) is enough for timeouts of
+	// seconds and reads no TSC: the precise one cost a fifth of a verdict
+	// on a virtual machine (BENCHMARKS.md). It is CLOCK_MONOTONIC_COARSE;
+	// user space converts with bpf.DatapathTime.
+	now = bpf_ktime_get_coarse_ns();
 
 	switch (parse_fast(skb, &p) ? PARSED_IP : parse(skb, &p)) {
 	case PARSED_ARP:

@@ -2,11 +2,9 @@ package metrics
 
 import (
 	"sync"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
 )
@@ -50,9 +48,6 @@ func (p *policyHits) Collect(ch chan<- prometheus.Metric) {
 	p.mu.Lock()
 	names, half := p.names, p.half
 	p.mu.Unlock()
-	var boot unix.Timespec
-	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
-	now := time.Now()
 	for i, name := range names {
 		var per []bpf.DatapathPolicyHit
 		if err := p.m.Lookup(half*bpf.MaxPolicies+uint32(i), &per); err != nil {
@@ -65,8 +60,8 @@ func (p *policyHits) Collect(ch chan<- prometheus.Metric) {
 			last = max(last, h.LastNs)
 		}
 		at := 0.0
-		if last > 0 {
-			at = float64(now.Add(-time.Duration(uint64(boot.Nano())-last)).UnixNano()) / 1e9
+		if t, ok := bpf.DatapathTime(last); last > 0 && ok {
+			at = float64(t.UnixNano()) / 1e9
 		}
 		ch <- prometheus.MustNewConstMetric(policyFlowsDesc, prometheus.CounterValue, float64(flows), name)
 		ch <- prometheus.MustNewConstMetric(policyLastDesc, prometheus.GaugeValue, at, name)

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -649,12 +648,6 @@ func (g *gatherer) policyHits(dir string, pins []Pin, in *Policy) []PolicyHit {
 		return nil
 	}
 	defer m.Close()
-	var boot unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
-		g.unavailable("policy match counters (boot time)", err)
-		return nil
-	}
-	now := time.Now()
 	out := []PolicyHit{}
 	for i := range bpf.MaxPolicies {
 		var per []bpf.DatapathPolicyHit
@@ -671,8 +664,8 @@ func (g *gatherer) policyHits(dir string, pins []Pin, in *Policy) []PolicyHit {
 		if h.Packets == 0 {
 			continue
 		}
-		if last > 0 {
-			t := now.Add(-time.Duration(uint64(boot.Nano()) - last)).UTC()
+		if t, ok := bpf.DatapathTime(last); last > 0 && ok {
+			t = t.UTC()
 			h.LastHit = &t
 		}
 		out = append(out, h)
