@@ -65,3 +65,19 @@ func DatapathTime(ns uint64) (t time.Time, ok bool) {
 	}
 	return time.Now().Add(-time.Duration(now - ns)), true
 }
+
+// SumPolicyHit adds up one policy's per-CPU match counter: the packets,
+// and when the last of them passed (ok false for never, or for a time
+// DatapathTime cannot convert).
+func SumPolicyHit(per []DatapathPolicyHit) (packets uint64, last time.Time, ok bool) {
+	var ns uint64
+	for _, h := range per {
+		packets += h.Packets
+		ns = max(ns, h.LastNs)
+	}
+	if ns == 0 {
+		return packets, time.Time{}, false
+	}
+	last, ok = DatapathTime(ns)
+	return packets, last, ok
+}

@@ -51,10 +51,11 @@ func Loader() Expect {
 // Worker is what the environment expects of the worker.
 func Worker() Expect {
 	e := Expect{Process: "worker", SELinux: os.Getenv("PCI_SEGMENT_WORKER_SELINUX_PROFILE"), AppArmor: os.Getenv("PCI_SEGMENT_WORKER_APPARMOR_PROFILE")}
-	if l := Loader(); e.SELinux == "" && l.SELinux != "" {
+	l := Loader()
+	if e.SELinux == "" && l.SELinux != "" {
 		e.SELinux = WorkerDomain
 	}
-	if l := Loader(); e.AppArmor == "" && l.AppArmor != "" {
+	if e.AppArmor == "" && l.AppArmor != "" {
 		e.AppArmor = WorkerProfile
 	}
 	return e

@@ -54,16 +54,12 @@ func (p *policyHits) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.NewInvalidMetric(policyFlowsDesc, err)
 			return
 		}
-		var flows, last uint64
-		for _, h := range per {
-			flows += h.Packets
-			last = max(last, h.LastNs)
-		}
+		packets, last, ok := bpf.SumPolicyHit(per)
 		at := 0.0
-		if t, ok := bpf.DatapathTime(last); last > 0 && ok {
-			at = float64(t.UnixNano()) / 1e9
+		if ok {
+			at = float64(last.UnixNano()) / 1e9
 		}
-		ch <- prometheus.MustNewConstMetric(policyFlowsDesc, prometheus.CounterValue, float64(flows), name)
+		ch <- prometheus.MustNewConstMetric(policyFlowsDesc, prometheus.CounterValue, float64(packets), name)
 		ch <- prometheus.MustNewConstMetric(policyLastDesc, prometheus.GaugeValue, at, name)
 	}
 }

@@ -655,18 +655,14 @@ func (g *gatherer) policyHits(dir string, pins []Pin, in *Policy) []PolicyHit {
 			g.unavailable("policy match counters", err)
 			return nil
 		}
-		h := PolicyHit{Index: i}
-		var last uint64
-		for _, c := range per {
-			h.Packets += c.Packets
-			last = max(last, c.LastNs)
-		}
-		if h.Packets == 0 {
+		packets, last, ok := bpf.SumPolicyHit(per)
+		if packets == 0 {
 			continue
 		}
-		if t, ok := bpf.DatapathTime(last); last > 0 && ok {
-			t = t.UTC()
-			h.LastHit = &t
+		h := PolicyHit{Index: i, Packets: packets}
+		if ok {
+			last = last.UTC()
+			h.LastHit = &last
 		}
 		out = append(out, h)
 	}
