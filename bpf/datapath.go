@@ -14,6 +14,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Layout names the version of the map and pin layout. Pins live in a
@@ -238,7 +239,7 @@ func LoadWithSizes(s Sizes) (*DatapathObjects, error) {
 		}
 		return nil, fmt.Errorf("load datapath: %w", err)
 	}
-	return &objs, nil
+	return &objs, objs.shedBTF()
 }
 
 // LoadOver loads both programs over maps that exist already, the pins of a
@@ -265,7 +266,30 @@ func LoadOver(s Sizes, maps map[string]*ebpf.Map) (*DatapathObjects, error) {
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: maps}); err != nil {
 		return nil, fmt.Errorf("load datapath over pinned maps: %w", err)
 	}
-	return &objs, nil
+	return &objs, objs.shedBTF()
+}
+
+// shedBTF swaps each program for a handle on the same kernel program
+// without the descriptor of the BTF it was loaded with, which
+// ebpf.Program keeps open: the kernel holds its own reference, and the
+// loader keeps only descriptors it uses.
+func (o *DatapathObjects) shedBTF() error {
+	for _, p := range []**ebpf.Program{&o.PciIngress, &o.PciEgress} {
+		fd, err := unix.FcntlInt(uintptr((*p).FD()), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			o.Close()
+			return fmt.Errorf("duplicate program descriptor: %w", err)
+		}
+		q, err := ebpf.NewProgramFromFD(fd)
+		if err != nil {
+			unix.Close(fd)
+			o.Close()
+			return fmt.Errorf("reopen program: %w", err)
+		}
+		(*p).Close()
+		*p = q
+	}
+	return nil
 }
 
 // All returns every map of the datapath by name, for pinning.

@@ -45,6 +45,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,40 +119,19 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := cfg.Sizes.Validate(); err != nil {
 		return err
 	}
-	if spec := os.Getenv(objectsEnv); spec != "" {
-		// Re-executed by reduce: the objects are loaded, the
-		// capabilities cut to keptCaps. The exec through /proc/self/exe
-		// named the process "exe"; ps -C pci-segment must list it.
-		_ = os.WriteFile("/proc/self/comm", []byte("pci-segment"), 0)
-		if err := checkReduced(); err != nil {
-			return err
-		}
-		p, err := adopt(spec, cfg.Sizes)
-		if err != nil {
-			pins.RemoveIfEmpty(cfg.PinDir)
-			return err
-		}
-		cfg.listener = p.listener
-		defer p.objs.Close()
-		defer p.lock.Close() // last: the directory goes while still locked
-		// Nothing pinned (a start that failed): leave no empty directory.
-		defer pins.RemoveIfEmpty(cfg.PinDir)
-		defer p.keys.Close()
-		return run(cfg, log, p)
-	}
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
 	// The metrics socket systemd passed (socket activation), checked;
-	// then whatever else this process inherited beyond stdio goes at the
-	// re-exec and never reaches the worker.
+	// whatever else this process inherited beyond stdio is closed.
 	listener, err := takeListener()
 	if err != nil {
 		return err
 	}
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("mark inherited descriptors close-on-exec: %w", err)
+	if err := closeInherited(listener); err != nil {
+		return err
 	}
+	cfg.listener = listener
 	if err := bpf.CheckKernel(); err != nil {
 		return err
 	}
@@ -159,7 +139,8 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if _, err := netif.Resolve(cfg.Interfaces); err != nil {
+	ifaces, err := netif.Resolve(cfg.Interfaces)
+	if err != nil {
 		return err
 	}
 	bpffs, err := pins.CheckFS(cfg.PinDir)
@@ -170,7 +151,7 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
+	defer lock.Close() // last: the directory goes while still locked
 	// Only a failed start returns: the directory Lock made goes, unless
 	// it holds pins.
 	defer pins.RemoveIfEmpty(cfg.PinDir)
@@ -186,7 +167,16 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		return err
 	}
 	defer objs.Close()
-	return reduce(objs, bpffs, lock, keys, listener)
+	readOnly, err := readOnlyMaps(objs, bpffs)
+	if err != nil {
+		return err
+	}
+	if err := privilege.LimitProcess(privilege.CapMask(keptCaps...)); err != nil {
+		return fmt.Errorf("drop the capabilities only set-up needs: %w", err)
+	}
+	debug.FreeOSMemory() // what loading used: the object file, the verifier's buffers
+	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, keys: keys, log: log}
+	return run(sup, objs, ifaces)
 }
 
 // takeListener takes the listening socket systemd passes the service by
@@ -213,10 +203,10 @@ func takeListener() (*os.File, error) {
 	return files[0], nil
 }
 
-// run is the loader after reduce: start the worker, attach once it has
+// run is the loader after the drop: start the worker, attach once it has
 // applied a policy, then supervise.
-func run(cfg Config, log hclog.Logger, p *passed) error {
-	objs := p.objs
+func run(sup *supervisor, objs *bpf.DatapathObjects, ifaces []netif.Interface) error {
+	cfg, log := sup.cfg, sup.log
 	if _, err := sandbox.Install(sandbox.LoaderPolicy()); err != nil {
 		return fmt.Errorf("install the loader's seccomp filter: %w", err)
 	}
@@ -227,20 +217,10 @@ func run(cfg Config, log hclog.Logger, p *passed) error {
 		return fmt.Errorf("refusing to run: %w", err)
 	}
 	confinement.Log(log)
-	// Checked and logged before the re-exec; looked up again here.
-	acct, err := privilege.WorkerAccount(cfg.AllowRoot, hclog.NewNullLogger())
-	if err != nil {
-		return err
-	}
-	ifaces, err := netif.Resolve(cfg.Interfaces)
-	if err != nil {
-		return err
-	}
 	// Signals are caught before the first worker starts, so that SIGTERM
 	// while it starts stops it too.
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: p.readOnly, keys: p.keys, log: log}
 	// Generations only grow, also over adopted maps: connection tracking
 	// entries of the previous instance are judged again.
 	var info bpf.DatapathInfoValue
@@ -291,9 +271,6 @@ func workerArgs(cfg Config, acct privilege.Account) []string {
 	}
 	if cfg.Monitor {
 		args = append(args, "--mode", "monitor")
-	}
-	if cfg.listener != nil {
-		args = append(args, "--metrics-listener")
 	}
 	if cfg.WebConfig != "" {
 		args = append(args, "--web-config-file", cfg.WebConfig)

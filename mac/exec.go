@@ -16,10 +16,9 @@ import (
 // ExecWorker sets, on the calling OS thread (locked, and never handed back:
 // the loader's spawning thread), the confinement its next exec gives the
 // worker, for each module that is active and expected of the worker. The
-// loader re-executes the same binary, so no rule on the binary's path or
-// type can tell the two execs apart: the policies let the loader's own
-// re-exec stay in its domain and profile, and this thread asks for the
-// worker's explicitly. SELinux: the exec context, the loader's with the
+// worker is the loader's own binary: rather than a rule on its path or
+// type, which any exec of it would meet, this thread asks for the worker's
+// confinement explicitly, on the one exec that starts it. SELinux: the exec context, the loader's with the
 // worker's type (the transition is allowed under NoNewPrivs because the
 // worker's type is bounded by the loader's). AppArmor: the worker's profile
 // stacked onto the loader's (aa_stack_onexec), the only change NoNewPrivs

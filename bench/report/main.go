@@ -79,7 +79,7 @@ var targets = []target{
 		num: "memory/worker steady RSS{prefixes=10000}", bound: 40, atMost: true, unit: "MiB"},
 	{what: "Loader RSS (steady state, 10,000 prefixes)",
 		num: "memory/loader steady RSS{prefixes=10000}", bound: 15, atMost: true, unit: "MiB"},
-	{what: "Loader peak RSS since its re-exec (10,000 prefixes)",
+	{what: "Loader peak RSS once enforcing (10,000 prefixes)",
 		num: "memory/loader peak RSS{prefixes=10000}", bound: 15, atMost: true, unit: "MiB"},
 }
 
