@@ -16,13 +16,13 @@ func seeds() [][]byte {
 	hello := append(binary.LittleEndian.AppendUint32([]byte{1, 0, 5, 0}, Version), 0)
 	applied := append(binary.LittleEndian.AppendUint64([]byte{3, 0, 40, 0}, 0), make([]byte, 32)...)
 	alive := []byte{4, 0, 0, 0}
-	refused := []byte{8, 0, 3, 0, 'b', 'a', 'd'}
-	maps := append(binary.LittleEndian.AppendUint64([]byte{2, 0, 13, 0}, 1), "addr4"...)
+	refused := []byte{7, 0, 3, 0, 'b', 'a', 'd'}
+	setup := append(binary.LittleEndian.AppendUint64([]byte{2, 0, 61, 0}, 1), append(make([]byte, 48), "addr4"...)...)
 	return [][]byte{
 		frame(hello, 0), frame(hello, 0, applied, 0, alive, 0, refused, 0),
 		frame(applied, 0), frame(hello, 0, hello, 0), frame(alive, 1),
 		frame([]byte{99, 0, 0, 0}, 0), frame([]byte{6, 0, 9, 0, 1, 2, 0, 0, 0, 3, 0, 0, 0}, 0),
-		frame(maps, 1), frame([]byte{7, 0, 0, 0}, 2), frame(hello, MaxFDs+1),
+		frame(setup, 1), frame([]byte{7, 0, 0, 0}, 2), frame(hello, MaxFDs+1),
 	}
 }
 

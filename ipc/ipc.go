@@ -8,22 +8,20 @@
 //
 //	message   from  payload                      permitted in      at most     why it exists
 //	Hello     W     protocol version, whether    greeting, once    -           refuse a worker built for another protocol; a worker
-//	                it has audit chain state                                   with no chain state gets a first key (Key)
-//	Maps      L     next generation, map names,  -                 -           the worker never creates maps or opens pins, and
-//	                one fd per name                                            never chooses the generation it applies
+//	                it has audit chain state                                   with no chain state gets a new chain's first key
+//	Setup     L     next generation, a first     -                 -           the worker never creates maps, opens pins or sockets,
+//	                key or none, fd names, one                                 or chooses its generation; the first key comes from
+//	                fd per name                                                root, which keeps the auditor's copy
 //	Applied   W     generation, set hash         applying, running 30/minute   the loader attaches only once a policy is live
 //	Refused   W     why, up to 512 bytes         running           30/minute   a reload the worker refused, so that the loader can
 //	                                                                           tell systemd the reload ended with the old policy
 //	Alive     W     none                         running           30/minute   the loader tells systemd's watchdog only what the worker confirms
 //	Reload    L     none                         -                 -           SIGHUP reaches the loader, which systemd signals
 //	Event     L     kind, ifindex, count, text   -                 -           what the loader saw (restarts, links), for the audit log
-//	Listener  L     one listening socket fd      -                 -           systemd's socket activation, handed through
-//	Key       L     audit chain id and first     -                 -           the audit chain's first key comes from root, which
-//	                key, or none; a syslog fd                                  keeps the auditor's copy; syslog without a unix socket
 //
 // What the worker may send when is the loader's permit table, checked by a
-// Monitor: Hello once; after the maps, an Applied carrying exactly the
-// generation the Maps message named; then Applied with the next generation,
+// Monitor: Hello once; after the setup, an Applied carrying exactly the
+// generation the Setup message named; then Applied with the next generation,
 // Refused or Alive, each within its rate. Anything else, of any type, a wrong
 // length or fds on a message that carries none is a protocol violation: the
 // loader kills the worker and starts another.
@@ -44,7 +42,7 @@ import (
 )
 
 // Version of the protocol; both ends must agree exactly.
-const Version = 3
+const Version = 4
 
 // MaxMessage caps a message, header included.
 const MaxMessage = 4096
@@ -61,15 +59,13 @@ const headerLen = 4 // type uint16, payload length uint16
 type Type uint16
 
 const (
-	TypeHello    Type = 1
-	TypeMaps     Type = 2
-	TypeApplied  Type = 3
-	TypeAlive    Type = 4
-	TypeReload   Type = 5
-	TypeEvent    Type = 6
-	TypeListener Type = 7
-	TypeRefused  Type = 8
-	TypeKey      Type = 9
+	TypeHello   Type = 1
+	TypeSetup   Type = 2
+	TypeApplied Type = 3
+	TypeAlive   Type = 4
+	TypeReload  Type = 5
+	TypeEvent   Type = 6
+	TypeRefused Type = 7
 )
 
 // State is where the worker is in its conversation with the loader.
@@ -77,7 +73,7 @@ type State uint8
 
 const (
 	StateGreeting State = iota // nothing received yet
-	StateApplying              // maps sent, no policy applied yet
+	StateApplying              // setup sent, no policy applied yet
 	StateRunning               // a policy is live
 )
 
@@ -98,15 +94,13 @@ type spec struct {
 const rateWindow = time.Minute
 
 var specs = map[Type]spec{
-	TypeHello:    {name: "hello", fromWorker: true, payload: [2]int{5, 5}, in: []State{StateGreeting}, next: StateApplying, rate: 1},
-	TypeMaps:     {name: "maps", payload: [2]int{9, MaxMessage - headerLen}, fds: [2]int{1, MaxFDs}},
-	TypeApplied:  {name: "applied", fromWorker: true, payload: [2]int{40, 40}, in: []State{StateApplying, StateRunning}, next: StateRunning, rate: 30},
-	TypeRefused:  {name: "refused", fromWorker: true, payload: [2]int{1, MaxText}, in: []State{StateRunning}, next: StateRunning, rate: 30},
-	TypeAlive:    {name: "alive", fromWorker: true, in: []State{StateRunning}, next: StateRunning, rate: 30},
-	TypeReload:   {name: "reload"},
-	TypeEvent:    {name: "event", payload: [2]int{9, 9 + MaxText}},
-	TypeListener: {name: "listener", fds: [2]int{1, 1}},
-	TypeKey:      {name: "key", payload: [2]int{0, keyLen}, fds: [2]int{0, 1}},
+	TypeHello:   {name: "hello", fromWorker: true, payload: [2]int{5, 5}, in: []State{StateGreeting}, next: StateApplying, rate: 1},
+	TypeSetup:   {name: "setup", payload: [2]int{setupFixed + 1, MaxMessage - headerLen}, fds: [2]int{1, MaxFDs}},
+	TypeApplied: {name: "applied", fromWorker: true, payload: [2]int{40, 40}, in: []State{StateApplying, StateRunning}, next: StateRunning, rate: 30},
+	TypeRefused: {name: "refused", fromWorker: true, payload: [2]int{1, MaxText}, in: []State{StateRunning}, next: StateRunning, rate: 30},
+	TypeAlive:   {name: "alive", fromWorker: true, in: []State{StateRunning}, next: StateRunning, rate: 30},
+	TypeReload:  {name: "reload"},
+	TypeEvent:   {name: "event", payload: [2]int{9, 9 + MaxText}},
 }
 
 func (t Type) String() string {
@@ -129,12 +123,39 @@ type Hello struct {
 	ChainState bool
 }
 
-// Maps hands the worker its map fds, each with the name it must have, and
-// the generation its first policy must carry.
-type Maps struct {
+// Setup follows Hello, always: what a worker starts with. Names and FDs
+// pair up: the worker's maps, each under the name it must have, then
+// FDSyslog and FDListener when configured.
+type Setup struct {
+	// Generation is what the worker's first Applied must carry.
 	Generation uint64
-	Names      []string
-	FDs        []int
+	// Key is a new audit chain's first key, the loader keeping the
+	// auditor's copy, when the worker has no chain state; zero: go on from
+	// the state.
+	Chain [16]byte
+	Key   [32]byte
+	Names []string
+	FDs   []int
+}
+
+// Descriptors of a Setup that are not maps.
+const (
+	FDSyslog   = "syslog"   // a datagram socket connected to syslog: the worker opens no unix socket
+	FDListener = "listener" // the metrics socket systemd passed the service
+)
+
+// setupFixed is the part of a Setup's payload before the names.
+const setupFixed = 8 + 16 + 32
+
+// Take removes the descriptor named name from s and returns it, or -1.
+func (s *Setup) Take(name string) int {
+	i := slices.Index(s.Names, name)
+	if i < 0 {
+		return -1
+	}
+	fd := s.FDs[i]
+	s.Names, s.FDs = slices.Delete(s.Names, i, i+1), slices.Delete(s.FDs, i, i+1)
+	return fd
 }
 
 // Applied tells the loader a policy set is live in the maps.
@@ -170,41 +191,13 @@ type Event struct {
 	Text    string
 }
 
-// keyLen is a Key's payload when it carries a key: chain id, then key.
-const keyLen = 16 + 32
-
-// Key follows Maps, always: it carries the first key of a new audit chain
-// when the state directory holds no chain state (ChainStateFile), the
-// loader keeping a copy for the auditor; and, when syslog is configured, a
-// datagram socket connected to it, the only way the worker can reach
-// syslog (it opens no unix socket of its own).
-type Key struct {
-	Chain  [16]byte
-	Key    [32]byte // zero: no new chain; go on from the state
-	Syslog int      // -1: none
-}
-
-// ChainStateFile is the worker's audit chain state in the state directory;
-// KeyDir the root-only directory there of the first keys the loader made.
-const (
-	ChainStateFile = "audit-state.json"
-	KeyDir         = "audit-keys"
-)
-
-// Listener hands over a listening socket.
-type Listener struct {
-	FD int
-}
-
-func (Hello) Type() Type    { return TypeHello }
-func (Maps) Type() Type     { return TypeMaps }
-func (Applied) Type() Type  { return TypeApplied }
-func (Refused) Type() Type  { return TypeRefused }
-func (Alive) Type() Type    { return TypeAlive }
-func (Reload) Type() Type   { return TypeReload }
-func (Event) Type() Type    { return TypeEvent }
-func (Listener) Type() Type { return TypeListener }
-func (Key) Type() Type      { return TypeKey }
+func (Hello) Type() Type   { return TypeHello }
+func (Setup) Type() Type   { return TypeSetup }
+func (Applied) Type() Type { return TypeApplied }
+func (Refused) Type() Type { return TypeRefused }
+func (Alive) Type() Type   { return TypeAlive }
+func (Reload) Type() Type  { return TypeReload }
+func (Event) Type() Type   { return TypeEvent }
 
 // Conn is one end of the channel.
 type Conn struct {
@@ -367,23 +360,11 @@ func encode(m Message) ([]byte, []int, error) {
 		b := binary.LittleEndian.AppendUint32([]byte{m.Kind}, m.Ifindex)
 		b = binary.LittleEndian.AppendUint32(b, m.Count)
 		return append(b, m.Text...), nil, nil
-	case Listener:
-		return nil, []int{m.FD}, nil
-	case Key:
-		var b []byte
-		if m.Key != ([32]byte{}) {
-			b = append(append(b, m.Chain[:]...), m.Key[:]...)
-		}
-		var fds []int
-		if m.Syslog >= 0 {
-			fds = []int{m.Syslog}
-		}
-		return b, fds, nil
-	case Maps:
+	case Setup:
 		if len(m.Names) != len(m.FDs) || slices.ContainsFunc(m.Names, func(n string) bool { return n == "" || strings.ContainsRune(n, 0) }) {
-			return nil, nil, fmt.Errorf("encode maps: %d names for %d fds, none empty or holding NUL", len(m.Names), len(m.FDs))
+			return nil, nil, fmt.Errorf("encode setup: %d names for %d fds, none empty or holding NUL", len(m.Names), len(m.FDs))
 		}
-		b := binary.LittleEndian.AppendUint64(nil, m.Generation)
+		b := append(append(binary.LittleEndian.AppendUint64(nil, m.Generation), m.Chain[:]...), m.Key[:]...)
 		return append(b, strings.Join(m.Names, "\x00")...), m.FDs, nil
 	}
 	return nil, nil, fmt.Errorf("encode: unknown message %T", m)
@@ -419,28 +400,19 @@ func decode(b []byte, fds []int) (Message, error) {
 		return Reload{}, nil
 	case TypeEvent:
 		return Event{Kind: p[0], Ifindex: binary.LittleEndian.Uint32(p[1:]), Count: binary.LittleEndian.Uint32(p[5:]), Text: string(p[9:])}, nil
-	case TypeListener:
-		return Listener{FD: fds[0]}, nil
-	case TypeKey:
-		k := Key{Syslog: -1}
-		switch len(p) {
-		case keyLen:
-			copy(k.Chain[:], p)
-			copy(k.Key[:], p[16:])
-		case 0:
-		default:
-			return nil, fmt.Errorf("decode key: %d payload bytes, want 0 or %d", len(p), keyLen)
+	case TypeSetup:
+		m := Setup{Generation: binary.LittleEndian.Uint64(p), Names: strings.Split(string(p[setupFixed:]), "\x00"), FDs: fds}
+		copy(m.Chain[:], p[8:])
+		copy(m.Key[:], p[24:])
+		if len(m.Names) != len(fds) {
+			return nil, fmt.Errorf("decode setup: %d names for %d fds", len(m.Names), len(fds))
 		}
-		if len(fds) == 1 {
-			k.Syslog = fds[0]
+		for i, n := range m.Names {
+			if n == "" || slices.Contains(m.Names[:i], n) {
+				return nil, fmt.Errorf("decode setup: name %q empty or repeated", n)
+			}
 		}
-		return k, nil
-	case TypeMaps:
-		names := strings.Split(string(p[8:]), "\x00")
-		if len(names) != len(fds) {
-			return nil, fmt.Errorf("decode maps: %d names for %d fds", len(names), len(fds))
-		}
-		return Maps{Generation: binary.LittleEndian.Uint64(p), Names: names, FDs: fds}, nil
+		return m, nil
 	}
 	return nil, fmt.Errorf("decode: no decoder for %s", t)
 }
@@ -462,15 +434,8 @@ func (c *Conn) Expect(ctx context.Context, t Type) (Message, error) {
 // CloseFDs closes the descriptors a message carries, for a message that is
 // refused.
 func CloseFDs(m Message) {
-	switch m := m.(type) {
-	case Maps:
+	if m, ok := m.(Setup); ok {
 		closeAll(m.FDs)
-	case Listener:
-		unix.Close(m.FD)
-	case Key:
-		if m.Syslog >= 0 {
-			unix.Close(m.Syslog)
-		}
 	}
 }
 

@@ -47,7 +47,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestMapsCarryDescriptors(t *testing.T) {
+func TestSetupCarriesDescriptorsAndTheKey(t *testing.T) {
 	a, b := pair(t)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -55,18 +55,23 @@ func TestMapsCarryDescriptors(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	if err := a.Send(ctx(t), Maps{Generation: 3, Names: []string{"addr4", "ports"}, FDs: []int{int(r.Fd()), int(w.Fd())}}); err != nil {
+	sent := Setup{Generation: 3, Chain: [16]byte{1}, Key: [32]byte{2, 31: 3}, Names: []string{"addr4", FDSyslog, "ports"}, FDs: []int{int(r.Fd()), int(w.Fd()), int(r.Fd())}}
+	if err := a.Send(ctx(t), sent); err != nil {
 		t.Fatal(err)
 	}
-	m, err := b.Expect(ctx(t), TypeMaps)
+	m, err := b.Expect(ctx(t), TypeSetup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mm := m.(Maps)
-	if mm.Generation != 3 || strings.Join(mm.Names, ",") != "addr4,ports" || len(mm.FDs) != 2 {
+	mm := m.(Setup)
+	if mm.Generation != 3 || mm.Chain != sent.Chain || mm.Key != sent.Key || strings.Join(mm.Names, ",") != "addr4,syslog,ports" || len(mm.FDs) != 3 {
 		t.Fatalf("got %+v", mm)
 	}
-	for _, fd := range mm.FDs {
+	syslog := mm.Take(FDSyslog)
+	if syslog < 0 || mm.Take(FDSyslog) != -1 || mm.Take(FDListener) != -1 || strings.Join(mm.Names, ",") != "addr4,ports" || len(mm.FDs) != 2 {
+		t.Fatalf("after Take: %d, %+v", syslog, mm)
+	}
+	for _, fd := range append(mm.FDs, syslog) {
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
 		if err != nil || flags&unix.FD_CLOEXEC == 0 {
 			t.Errorf("received fd %d not close-on-exec (flags %d, err %v)", fd, flags, err)
@@ -110,9 +115,12 @@ func TestMalformedMessagesAreRefused(t *testing.T) {
 		{"length mismatch", append(header(TypeHello, 8), 1, 0, 0, 0), nil, "header says 8"},
 		{"hello wrong size", append(header(TypeHello, 2), 1, 0), nil, "want 5"},
 		{"fds on hello", append(header(TypeHello, 5), 1, 0, 0, 0, 0), []int{int(r.Fd())}, "hello: 1 fds, want 0 to 0"},
-		{"oversized", append(header(TypeMaps, 5000), make([]byte, 5000)...), nil, "over 4096"},
-		{"maps without fds", append(header(TypeMaps, 13), append(make([]byte, 8), "addr4"...)...), nil, "maps: 0 fds, want 1 to 16"},
-		{"maps names and fds disagree", append(header(TypeMaps, 13), append(make([]byte, 8), "a\x00b\x00c"...)...), []int{int(r.Fd())}, "3 names for 1 fds"},
+		{"oversized", append(header(TypeSetup, 5000), make([]byte, 5000)...), nil, "over 4096"},
+		{"setup without fds", append(header(TypeSetup, 61), append(make([]byte, 56), "addr4"...)...), nil, "setup: 0 fds, want 1 to 16"},
+		{"setup without names", append(header(TypeSetup, 56), make([]byte, 56)...), []int{int(r.Fd())}, "setup: 56 payload bytes, want 57"},
+		{"setup names and fds disagree", append(header(TypeSetup, 61), append(make([]byte, 56), "a\x00b\x00c"...)...), []int{int(r.Fd())}, "3 names for 1 fds"},
+		{"setup name repeated", append(header(TypeSetup, 59), append(make([]byte, 56), "a\x00a"...)...), []int{int(r.Fd()), int(w.Fd())}, `name "a" empty or repeated`},
+		{"setup name empty", append(header(TypeSetup, 58), append(make([]byte, 56), "a\x00"...)...), []int{int(r.Fd()), int(w.Fd())}, `name "" empty or repeated`},
 		{"refused without text", header(TypeRefused, 0), nil, "want 1 to 512"},
 		{"event text too long", append(header(TypeEvent, 9+513), make([]byte, 9+513)...), nil, "want 9 to 521"},
 	}
@@ -164,7 +172,6 @@ func TestRoundTripEveryType(t *testing.T) {
 		Hello{Version: Version}, Hello{Version: Version, ChainState: true}, Applied{Generation: 1<<63 + 5},
 		Refused{Why: "policy.yaml: bad"}, Alive{}, Reload{},
 		Event{Kind: EventLinkAttached, Ifindex: 7, Count: 2, Text: strings.Repeat("x", MaxText)},
-		Key{Syslog: -1}, Key{Chain: [16]byte{1}, Key: [32]byte{2, 3}, Syslog: -1},
 	} {
 		if err := a.Send(ctx(t), m); err != nil {
 			t.Fatalf("send %s: %v", m.Type(), err)
@@ -223,10 +230,9 @@ func TestMonitorRefusesOutOfStateAndLoaderMessages(t *testing.T) {
 		{[]Message{Hello{Version: Version}}, Hello{Version: Version}},
 		{[]Message{Hello{Version: Version}}, Refused{Why: "x"}},
 		{[]Message{Hello{Version: Version}}, Alive{}},
-		{[]Message{Hello{Version: Version}, Applied{}}, Maps{}},
+		{[]Message{Hello{Version: Version}, Applied{}}, Setup{}},
 		{[]Message{Hello{Version: Version}, Applied{}}, Reload{}},
 		{[]Message{Hello{Version: Version}, Applied{}}, Event{}},
-		{[]Message{Hello{Version: Version}, Applied{}}, Listener{}},
 	} {
 		var mon Monitor
 		accept(t, &mon, now, tc.before...)

@@ -296,47 +296,28 @@ func (s *supervisor) handle(m ipc.Message) error {
 	defer cancel()
 	switch m := m.(type) {
 	case ipc.Hello:
-		fds, err := s.mapFDs()
+		set, err := s.setup(!m.ChainState)
 		if err != nil {
 			return fatal{err}
 		}
-		if err := s.conn.Send(ctx, ipc.Maps{Generation: s.mon.Next, Names: bpf.WorkerMaps, FDs: fds}); err != nil {
-			return fmt.Errorf("hand maps to worker: %w", err)
-		}
-		key, err := s.auditKey(!m.ChainState)
-		if err != nil {
-			return fatal{err}
-		}
-		err = s.conn.Send(ctx, key)
-		if key.Syslog >= 0 {
-			unix.Close(key.Syslog)
+		err = s.conn.Send(ctx, set)
+		if fd := set.Take(ipc.FDSyslog); fd >= 0 {
+			unix.Close(fd) // the worker's alone
 		}
 		if err != nil {
-			return fmt.Errorf("hand audit key to worker: %w", err)
+			return fmt.Errorf("hand the worker its setup: %w", err)
 		}
-		if s.cfg.listener != nil {
-			if err := s.conn.Send(ctx, ipc.Listener{FD: int(s.cfg.listener.Fd())}); err != nil {
-				return fmt.Errorf("hand the metrics socket to worker: %w", err)
-			}
-		}
-		if s.attached && s.enforcing != nil {
+		var events []ipc.Event
+		if s.attached {
 			for _, ev := range s.enforcing() {
-				ev.Count = 1
-				if err := s.conn.Send(ctx, ev); err != nil {
-					return fmt.Errorf("tell worker what is attached: %w", err)
-				}
+				ev.Count = 1 // what is attached already, not a change
+				events = append(events, ev)
 			}
 		}
 		if s.restarts > 0 {
-			why := s.lastWhy
-			if len(why) > ipc.MaxText {
-				why = why[:ipc.MaxText]
-			}
-			ev := ipc.Event{Kind: ipc.EventWorkerRestarted, Count: s.restarts, Text: why}
-			if err := s.conn.Send(ctx, ev); err != nil {
-				return fmt.Errorf("tell worker about restart: %w", err)
-			}
+			events = append(events, ipc.Event{Kind: ipc.EventWorkerRestarted, Count: s.restarts, Text: s.lastWhy[:min(len(s.lastWhy), ipc.MaxText)]})
 		}
+		return s.send(ctx, events)
 	case ipc.Applied:
 		s.log.Info("policy applied by worker", "generation", m.Generation, "set_hash", fmt.Sprintf("%x", m.SetHash))
 		if !s.attached {
@@ -344,12 +325,8 @@ func (s *supervisor) handle(m ipc.Message) error {
 				return fatal{err}
 			}
 			s.attached = true
-			if s.enforcing != nil {
-				for _, ev := range s.enforcing() {
-					if err := s.conn.Send(ctx, ev); err != nil {
-						return fmt.Errorf("tell worker what is attached: %w", err)
-					}
-				}
+			if err := s.send(ctx, s.enforcing()); err != nil {
+				return err
 			}
 			// What changed while it started (the netlink signals came
 			// before anything was attached).
@@ -367,35 +344,61 @@ func (s *supervisor) handle(m ipc.Message) error {
 	return nil
 }
 
-// auditKey is the Key message for a worker: with a new chain's first key
-// when it has no chain state, a copy of which goes into the key directory
-// for the auditor before the worker sees it; and a connection to syslog.
-func (s *supervisor) auditKey(newChain bool) (ipc.Key, error) {
-	k := ipc.Key{Syslog: -1}
+// send tells the worker what the loader saw, for its audit log.
+func (s *supervisor) send(ctx context.Context, events []ipc.Event) error {
+	for _, ev := range events {
+		if err := s.conn.Send(ctx, ev); err != nil {
+			return fmt.Errorf("tell worker about %s: %w", ev.Text, err)
+		}
+	}
+	return nil
+}
+
+// setup is what a worker starts with: its maps, the evidence (counters)
+// read-only, so that it can report but never reset it; a new chain's first
+// key when it has no chain state, a copy of which goes into the key
+// directory for the auditor before the worker sees it; the metrics socket
+// systemd passed; a connection to syslog.
+func (s *supervisor) setup(newChain bool) (ipc.Setup, error) {
+	set := ipc.Setup{Generation: s.mon.Next}
+	for _, name := range bpf.WorkerMaps {
+		m, err := s.maps.ByName(name)
+		if bpf.WorkerReadOnly[name] {
+			if m = s.readOnly[name]; m == nil {
+				err = fmt.Errorf("no read-only descriptor of map %s", name)
+			}
+		}
+		if err != nil {
+			return set, err
+		}
+		set.Names, set.FDs = append(set.Names, name), append(set.FDs, m.FD())
+	}
+	if newChain {
+		var name string
+		var err error
+		if set.Chain, set.Key, name, err = statedir.NewChain(s.keys); err != nil {
+			return set, err
+		}
+		s.log.Info("new audit chain; its first key is kept for the auditor", "chain", hex.EncodeToString(set.Chain[:]),
+			"key_file", filepath.Join(s.cfg.StateDir, statedir.KeyDir, name))
+	}
+	if s.cfg.listener != nil {
+		set.Names, set.FDs = append(set.Names, ipc.FDListener), append(set.FDs, int(s.cfg.listener.Fd()))
+	}
 	if s.cfg.Syslog != "" {
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err == nil {
 			if err = unix.Connect(fd, &unix.SockaddrUnix{Name: s.cfg.Syslog}); err != nil {
 				unix.Close(fd)
-			} else {
-				k.Syslog = fd
 			}
 		}
 		if err != nil {
 			s.log.Warn("no syslog copy of the audit seals", "socket", s.cfg.Syslog, "error", err)
+		} else {
+			set.Names, set.FDs = append(set.Names, ipc.FDSyslog), append(set.FDs, fd)
 		}
 	}
-	if !newChain {
-		return k, nil
-	}
-	var name string
-	var err error
-	if k.Chain, k.Key, name, err = statedir.NewChain(s.keys); err != nil {
-		return k, err
-	}
-	s.log.Info("new audit chain; its first key is kept for the auditor", "chain", hex.EncodeToString(k.Chain[:]),
-		"key_file", filepath.Join(s.cfg.StateDir, ipc.KeyDir, name))
-	return k, nil
+	return set, nil
 }
 
 // notify tells systemd, when it runs the loader as a Type=notify service
@@ -420,9 +423,6 @@ func (s *supervisor) notify(state ...string) {
 // a worker with a policy in force, for the audit log. (One still starting
 // expects its maps first; the loader's log has the change.)
 func (s *supervisor) followLinks() {
-	if s.onLinks == nil {
-		return
-	}
 	for _, ev := range s.onLinks() {
 		if s.mon.State != ipc.StateRunning {
 			continue
@@ -452,23 +452,4 @@ func (s *supervisor) reload() {
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	s.notify("RELOADING=1", fmt.Sprintf("MONOTONIC_USEC=%d", ts.Nano()/1000), "STATUS=reloading the policies")
 	s.log.Info("reload requested; forwarded to the worker")
-}
-
-// mapFDs lists the descriptors the worker gets; the evidence (counters)
-// read-only, so that it can report but never reset it.
-func (s *supervisor) mapFDs() ([]int, error) {
-	var fds []int
-	for _, name := range bpf.WorkerMaps {
-		m, err := s.maps.ByName(name)
-		if bpf.WorkerReadOnly[name] {
-			if m = s.readOnly[name]; m == nil {
-				err = fmt.Errorf("no read-only descriptor of map %s", name)
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-		fds = append(fds, m.FD())
-	}
-	return fds, nil
 }

@@ -70,10 +70,10 @@ var misbehaviours = map[string]struct {
 	}, "message over 4096 bytes", false},
 	"truncated": {func(fd int) error { return unix.Sendmsg(fd, []byte{4}, nil, nil, 0) }, "shorter than its header", false},
 	"loader's message": {func(fd int) error {
-		// Maps travels the other way.
-		b := append(binary.LittleEndian.AppendUint64(header(ipc.TypeMaps, 13), 1), "addr4"...)
-		return unix.Sendmsg(fd, b, unix.UnixRights(0), nil, 0)
-	}, "maps not permitted", false},
+		// Setup travels the other way.
+		b := append(binary.LittleEndian.AppendUint64(header(ipc.TypeSetup, 61), 1), make([]byte, 48)...)
+		return unix.Sendmsg(fd, append(b, "addr4"...), unix.UnixRights(0), nil, 0)
+	}, "setup not permitted", false},
 	"out of state": {func(fd int) error {
 		// A worker message, but Alive is for a worker with a policy in
 		// force, and this one has applied none yet.
@@ -120,19 +120,11 @@ func fakeWorker(mode, marker string) int {
 	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version}); err != nil {
 		return 1
 	}
-	m, err := conn.Expect(ctx, ipc.TypeMaps)
+	m, err := conn.Expect(ctx, ipc.TypeSetup)
 	if err != nil {
 		return 1
 	}
 	ipc.CloseFDs(m)
-	// Read as the worker reads it: a message left unread when a unix
-	// socket closes turns into ECONNRESET for the peer, ahead of what
-	// this end sent.
-	k, err := conn.Expect(ctx, ipc.TypeKey)
-	if err != nil {
-		return 1
-	}
-	ipc.CloseFDs(k)
 	before, _ := os.ReadFile(marker)
 	incarnation := len(before)
 	if err := os.WriteFile(marker, append(before, '.'), 0o644); err != nil {
@@ -147,7 +139,7 @@ func fakeWorker(mode, marker string) int {
 	if mb.early && incarnation == 1 {
 		misbehave()
 	}
-	if err := conn.Send(ctx, ipc.Applied{Generation: m.(ipc.Maps).Generation}); err != nil {
+	if err := conn.Send(ctx, ipc.Applied{Generation: m.(ipc.Setup).Generation}); err != nil {
 		return 1
 	}
 	switch {
@@ -251,6 +243,8 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				readOnly:  readOnly,
 				log:       hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
 				onApplied: func() error { applied++; return nil },
+				enforcing: func() []ipc.Event { return nil },
+				onLinks:   func() []ipc.Event { return nil },
 			}
 			sigc := make(chan os.Signal, 1)
 			type served struct {

@@ -15,8 +15,6 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/pci-segment/pci-segment/ipc"
 )
 
 // Modes of the directories. The state directory lets others pass (not
@@ -27,6 +25,10 @@ const (
 	StateMode = 0o751
 	keysMode  = 0o700
 )
+
+// KeyDir is the root-only directory, in the state directory, of the first
+// keys of the audit chains the loader started.
+const KeyDir = "audit-keys"
 
 // Prepare makes the audit and state directories the account's (uid, gid)
 // with the modes above, and returns the key directory, open. As
@@ -85,24 +87,24 @@ func Prepare(auditDir, stateDir string, uid, gid uint32) (*os.File, error) {
 // directory in the state directory open as parent.
 func keyDir(parent int, make bool) (*os.File, error) {
 	if make {
-		if err := unix.Mkdirat(parent, ipc.KeyDir, keysMode); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("make %s: %w", ipc.KeyDir, err)
+		if err := unix.Mkdirat(parent, KeyDir, keysMode); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("make %s: %w", KeyDir, err)
 		}
 	}
-	fd, err := unix.Openat(parent, ipc.KeyDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(parent, KeyDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open %s (a symlink is refused): %w", ipc.KeyDir, err)
+		return nil, fmt.Errorf("open %s (a symlink is refused): %w", KeyDir, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Uid != 0 {
 		unix.Close(fd)
-		return nil, fmt.Errorf("%s in the state directory is not root's (uid %d): remove it; the loader makes it", ipc.KeyDir, st.Uid)
+		return nil, fmt.Errorf("%s in the state directory is not root's (uid %d): remove it; the loader makes it", KeyDir, st.Uid)
 	}
 	if err := unix.Fchmod(fd, keysMode); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("restrict %s: %w", ipc.KeyDir, err)
+		return nil, fmt.Errorf("restrict %s: %w", KeyDir, err)
 	}
-	return os.NewFile(uintptr(fd), ipc.KeyDir), nil
+	return os.NewFile(uintptr(fd), KeyDir), nil
 }
 
 // NewChain makes a new audit chain's id and first key and keeps the

@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/pci-segment/pci-segment/ipc"
 	"github.com/pci-segment/pci-segment/testenv"
 )
 
@@ -44,7 +43,7 @@ func TestPrepareGivesTheDirectoriesAndKeepsTheKeysRoots(t *testing.T) {
 		path     string
 		uid      uint32
 		wantMode os.FileMode
-	}{{audit, nobody, os.ModeDir | AuditMode}, {state, nobody, os.ModeDir | StateMode}, {filepath.Join(state, ipc.KeyDir), 0, os.ModeDir | keysMode}} {
+	}{{audit, nobody, os.ModeDir | AuditMode}, {state, nobody, os.ModeDir | StateMode}, {filepath.Join(state, KeyDir), 0, os.ModeDir | keysMode}} {
 		uid, gid, mode := owner(t, c.path)
 		if uid != c.uid || gid != c.uid || mode != c.wantMode {
 			t.Errorf("%s: uid %d gid %d mode %v, want uid/gid %d mode %v", c.path, uid, gid, mode, c.uid, c.wantMode)
@@ -69,8 +68,8 @@ func TestPrepareRefusesSymlinksAndAForeignKeyDirectory(t *testing.T) {
 	}
 
 	state := filepath.Join(top, "lib2")
-	os.MkdirAll(filepath.Join(state, ipc.KeyDir), 0o700)
-	os.Chown(filepath.Join(state, ipc.KeyDir), nobody, nobody)
+	os.MkdirAll(filepath.Join(state, KeyDir), 0o700)
+	os.Chown(filepath.Join(state, KeyDir), nobody, nobody)
 	_, err = Prepare(filepath.Join(top, "log2"), state, nobody, nobody)
 	if err == nil || !strings.Contains(err.Error(), "not root's") {
 		t.Errorf("a key directory the account owns: %v, want a refusal", err)
@@ -92,7 +91,7 @@ func TestNewChainKeepsTheAuditorsCopy(t *testing.T) {
 	if name != hex.EncodeToString(chain[:])+".key" || key == ([32]byte{}) {
 		t.Fatalf("chain %x key %x in %s", chain, key, name)
 	}
-	p := filepath.Join(state, ipc.KeyDir, name)
+	p := filepath.Join(state, KeyDir, name)
 	b, err := os.ReadFile(p)
 	if err != nil || string(b) != hex.EncodeToString(key[:])+"\n" {
 		t.Errorf("%s holds %q (%v), want the key in hex", p, b, err)

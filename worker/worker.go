@@ -75,9 +75,6 @@ type Config struct {
 	// WebConfig is the exporter-toolkit web configuration file (TLS and
 	// basic authentication of the metrics server), or "".
 	WebConfig string
-	// MetricsListener: the loader hands over the metrics socket systemd
-	// passed; the worker then listens on nothing of its own.
-	MetricsListener bool
 	// SyslogRecords copies every audit record to syslog, not only the
 	// seals (--syslog-every-record).
 	SyslogRecords bool
@@ -164,29 +161,27 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err := conn.Send(ctx, ipc.Hello{Version: ipc.Version, ChainState: stateErr == nil}); err != nil {
 		return err
 	}
-	maps, generation, err := receiveMaps(ctx, conn, cfg.Sizes.OrDefault())
+	m, err := conn.Expect(ctx, ipc.TypeSetup)
+	if err != nil {
+		return fmt.Errorf("receive the setup: %w", err)
+	}
+	key := m.(ipc.Setup)
+	syslog, listener := key.Take(ipc.FDSyslog), key.Take(ipc.FDListener)
+	maps, err := receiveMaps(key, cfg.Sizes.OrDefault())
 	if err != nil {
 		return err
 	}
-	km, err := conn.Expect(ctx, ipc.TypeKey)
-	if err != nil {
-		return fmt.Errorf("receive audit key: %w", err)
-	}
-	key := km.(ipc.Key)
+	generation := key.Generation
 	var handed net.Listener
-	if cfg.MetricsListener {
-		lm, err := conn.Expect(ctx, ipc.TypeListener)
-		if err != nil {
-			return fmt.Errorf("receive the metrics socket: %w", err)
-		}
-		f := os.NewFile(uintptr(lm.(ipc.Listener).FD), "metrics listener")
+	if listener >= 0 {
+		f := os.NewFile(uintptr(listener), "metrics listener")
 		handed, err = net.FileListener(f)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("the metrics socket the loader handed over: %w", err)
 		}
 	}
-	anchor := syslogAnchor(key.Syslog, log)
+	anchor := syslogAnchor(syslog, log)
 	defer func() {
 		for _, m := range maps {
 			m.Close()
@@ -531,20 +526,15 @@ func privilegeRecord(id privilege.Identity, threadsChecked int, confinement mac.
 	return audit.Record{Type: audit.TypePrivilegeDrop, Outcome: "success", Who: who(), Details: d}
 }
 
-// receiveMaps takes the map fds and checks each against the datapath's
-// definition before any use; and the generation its policy must carry.
-func receiveMaps(ctx context.Context, conn *ipc.Conn, sizes bpf.Sizes) (map[string]*ebpf.Map, uint64, error) {
-	m, err := conn.Expect(ctx, ipc.TypeMaps)
-	if err != nil {
-		return nil, 0, err
-	}
-	msg := m.(ipc.Maps)
+// receiveMaps takes the map fds of a setup and checks each against the
+// datapath's definition before any use.
+func receiveMaps(msg ipc.Setup, sizes bpf.Sizes) (map[string]*ebpf.Map, error) {
 	maps := map[string]*ebpf.Map{}
-	fail := func(err error) (map[string]*ebpf.Map, uint64, error) {
+	fail := func(err error) (map[string]*ebpf.Map, error) {
 		for _, mp := range maps {
 			mp.Close()
 		}
-		return nil, 0, err
+		return nil, err
 	}
 	for i, name := range msg.Names {
 		mp, err := ebpf.NewMapFromFD(msg.FDs[i])
@@ -571,7 +561,7 @@ func receiveMaps(ctx context.Context, conn *ipc.Conn, sizes bpf.Sizes) (map[stri
 			return fail(fmt.Errorf("loader did not send map %q", name))
 		}
 	}
-	return maps, msg.Generation, nil
+	return maps, nil
 }
 
 // recorder writes audit records, counting every write and every failure.

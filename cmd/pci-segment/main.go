@@ -80,7 +80,6 @@ type workerCmd struct {
 	AllowRoot         bool
 	Mode              string `default:"enforce" enum:"enforce,monitor"`
 	SyslogEveryRecord bool
-	MetricsListener   bool
 	WebConfigFile     string
 	Seccomp           string `default:"allowlist" enum:"allowlist,denylist"`
 	MaxPrefixes       int
@@ -171,7 +170,7 @@ func main() {
 		}
 		exit(log, worker.Run(worker.Config{Identity: id,
 			Policies: w.Files, Labels: w.Labels, AuditDir: w.AuditDir, StateDir: w.StateDir,
-			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor", SyslogRecords: w.SyslogEveryRecord, MetricsListener: w.MetricsListener, WebConfig: w.WebConfigFile,
+			MetricsAddr: w.MetricsAddr, AllowRoot: w.AllowRoot, Seccomp: w.Seccomp, Monitor: w.Mode == "monitor", SyslogRecords: w.SyslogEveryRecord, WebConfig: w.WebConfigFile,
 			Sizes: bpf.Sizes{Prefixes: w.MaxPrefixes, PortEntries: w.MaxPortEntries, Flows: w.MaxFlows},
 		}, log))
 	default:
