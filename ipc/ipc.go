@@ -41,19 +41,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Version of the protocol; both ends must agree exactly.
-const Version = 4
-
-// MaxMessage caps a message, header included.
-const MaxMessage = 4096
-
-// MaxFDs caps the descriptors one message may carry.
-const MaxFDs = 16
-
-// MaxText caps the text of Event and Refused.
-const MaxText = 512
-
-const headerLen = 4 // type uint16, payload length uint16
+const (
+	Version    = 4    // of the protocol; both ends must agree exactly
+	MaxMessage = 4096 // bytes in a message, header included
+	MaxFDs     = 16   // descriptors in a message
+	MaxText    = 512  // bytes of text in an Event or a Refused
+	headerLen  = 4    // type uint16, payload length uint16
+)
 
 // Type identifies a message.
 type Type uint16
@@ -223,16 +217,10 @@ func Pair() (*Conn, *os.File, error) {
 // FromFD wraps an inherited descriptor, after checking that it is a
 // SOCK_SEQPACKET unix socket.
 func FromFD(fd int) (*Conn, error) {
-	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	if err != nil {
-		return nil, fmt.Errorf("inspect fd %d: %w", fd, err)
-	}
-	if typ != unix.SOCK_SEQPACKET {
-		return nil, fmt.Errorf("fd %d is not a SOCK_SEQPACKET socket", fd)
-	}
-	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil || dom != unix.AF_UNIX {
-		return nil, fmt.Errorf("fd %d is not a unix socket", fd)
+	typ, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	dom, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err := errors.Join(err1, err2); err != nil || typ != unix.SOCK_SEQPACKET || dom != unix.AF_UNIX {
+		return nil, fmt.Errorf("fd %d is not a SOCK_SEQPACKET unix socket (%v)", fd, err)
 	}
 	unix.CloseOnExec(fd)
 	c, err := socket.New(fd, "ipc-worker")

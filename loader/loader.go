@@ -1,46 +1,35 @@
 // Package loader is the privileged half of pci-segment, the only code that
-// runs as root; with ipc/ it is meant to be read in one sitting. It decides
-// and orders; the privileged calls it makes live with what they are about,
-// each with its own tests: privilege (capabilities, the service account and
-// its overrides), statedir (the worker's directories, the audit keys), pins
-// (the bpffs layout), tcx (the links), netif, sandbox (seccomp) and bpf. It
-// imports nothing that parses YAML, serves HTTP or writes the audit log, and
-// a test holds it to that: its inputs are its command line and the worker's
-// messages, each typed and checked.
-// Known gap: this package and ipc/ aim at about 1,000 lines; they are 1,830
-// (1,400 of code). What remains is the supervision (supervise.go: the
-// worker's conversation, restarts, sd_notify, the audit keys' hand-over)
-// and ipc's codec and permit table; a smaller loader would need fewer jobs
-// (socket activation, syslog and sd_notify handled by systemd alone).
+// runs as root; with ipc/ it is small enough to read in one sitting, and a
+// test holds the two to a size budget. It decides and orders; the
+// privileged calls live with what they are about, each with its own tests:
+// privilege (capabilities, the service account), statedir (the worker's
+// directories, the audit keys), pins (bpffs), tcx (links), netif, sandbox
+// (seccomp), mac and bpf. It imports nothing that parses YAML, serves HTTP
+// or writes the audit log (a test holds it to that too): its inputs are its
+// command line and the worker's messages, each typed and checked.
 //
-// What it does, in order (Enforce):
+// Enforce, in order:
 //  1. refuses to start without root and the capabilities it uses, on a
-//     kernel without tcx, or without the service account; takes the pin
-//     directory's lock (under --replace, stopping the instance holding it),
-//     and refuses pins of another layout unless --replace (takeover.go);
-//  2. gives the service account its audit and state directories, creates
-//     the maps (sized once and for all by --max-prefixes,
-//     --max-port-entries and --max-flows) or adopts those an earlier
-//     instance of its layout pinned, and loads the programs;
-//  3. re-executes itself keeping only the capabilities it still needs
-//     (reduce.go), the loaded objects passed on as descriptors, and
-//     installs its own seccomp filter (sandbox.LoaderPolicy: the guide's
-//     denylist, less what starting a worker needs, and no bpf() command
-//     that creates or loads);
-//  4. starts the worker as the service account with no capabilities and
-//     NoNewPrivs, in a session of its own (spawn.go), and hands it the map
-//     fds over a socketpair;
-//  5. once the worker reports a policy applied, attaches and pins (tcx), so
-//     that enforcement outlives both processes (fail closed), and closes
-//     every descriptor the next worker or the next interface does not
-//     need; then follows interfaces as they come and go;
-//  6. supervises (supervise.go): checks every message from the worker
-//     against ipc's permit table and replaces a worker that exits, breaks
-//     the protocol or falls silent, with backoff.
+//     kernel without tcx, or without the service account; closes what it
+//     inherited but systemd's socket; takes the pin directory's lock
+//     (--replace stops the holder) and refuses pins of another layout
+//     unless --replace (takeover.go);
+//  2. gives the service account its directories and loads the programs,
+//     over the pinned maps of its layout or fresh maps sized by --max-*;
+//  3. cuts every thread to the capabilities it still needs (drop.go),
+//     installs its own seccomp filter (sandbox.LoaderPolicy: no bpf()
+//     command that creates or loads) and checks its MAC confinement;
+//  4. starts the worker as the service account with nothing, under
+//     NoNewPrivs, in a session of its own (spawn.go), and hands it its maps;
+//  5. once the worker has applied a policy, attaches and pins (tcx), so
+//     that enforcement outlives both processes, closes what the next worker
+//     and the next interface do not need, and follows interfaces;
+//  6. supervises (supervise.go): every message is checked against ipc's
+//     permit table; a worker that exits, breaks the protocol or falls
+//     silent is replaced, with backoff.
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -179,26 +168,19 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	return run(sup, objs, ifaces)
 }
 
-// takeListener takes the listening socket systemd passes the service by
-// socket activation, the metrics socket the worker serves on: it then opens
-// none of its own, and the service needs no inet socket to listen. One is
-// expected, a listening TCP socket; it is close-on-exec like everything
-// inherited, and reduce passes it across the re-exec on purpose.
+// takeListener takes the socket systemd passes by socket activation, the
+// metrics socket the worker serves on, which then opens none of its own.
+// One is expected, listening; the worker's net.FileListener checks the rest.
 func takeListener() (*os.File, error) {
 	files := activation.Files(true)
 	if len(files) == 0 {
 		return nil, nil
 	}
 	if len(files) > 1 {
-		return nil, fmt.Errorf("systemd passed %d sockets; pci-segment.socket has one, the metrics listener", len(files))
+		return nil, fmt.Errorf("systemd passed %d sockets: pci-segment.socket has one, the metrics listener", len(files))
 	}
-	fd := int(files[0].Fd())
-	typ, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	acc, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-	dom, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err := errors.Join(err1, err2, err3); err != nil || typ != unix.SOCK_STREAM || acc != 1 ||
-		(dom != unix.AF_INET && dom != unix.AF_INET6) {
-		return nil, fmt.Errorf("the socket systemd passed (fd %d) is not a listening TCP socket (%v)", fd, err)
+	if acc, err := unix.GetsockoptInt(int(files[0].Fd()), unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc != 1 {
+		return nil, fmt.Errorf("the socket systemd passed is not listening (%v): pci-segment.socket has one, the metrics listener", err)
 	}
 	return files[0], nil
 }
@@ -221,13 +203,6 @@ func run(sup *supervisor, objs *bpf.DatapathObjects, ifaces []netif.Interface) e
 	// while it starts stops it too.
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	// Generations only grow, also over adopted maps: connection tracking
-	// entries of the previous instance are judged again.
-	var info bpf.DatapathInfoValue
-	if err := objs.Info.Lookup(uint32(0), &info); err != nil {
-		return fmt.Errorf("read the generation in force: %w", err)
-	}
-	sup.mon.Next = info.Generation + 1
 	links := &tcx.Links{PinDir: cfg.PinDir, Names: cfg.Interfaces, Objs: objs, Log: log}
 	sup.onLinks = func() []ipc.Event { return linkEvents(links.Follow()) }
 	sup.enforcing = func() []ipc.Event { return linkEvents(links.Attached()) }

@@ -3,15 +3,16 @@ package loader
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/pci-segment/pci-segment/mac"
 	"github.com/pci-segment/pci-segment/privilege"
@@ -41,16 +42,9 @@ type worker struct {
 
 // spawnWorker starts exe as `pci-segment worker` under acct, with the IPC
 // socket as fd 3. exe is /proc/self/exe in production: the binary this
-// loader runs, even if a package upgrade has replaced the file since.
-//
-// The child never holds a capability: the forking thread first empties its
-// own bounding, inheritable and ambient sets and sets NoNewPrivs, then the
-// kernel clears the permitted and effective sets when the child changes uid
-// at exec (and an empty bounding set leaves even uid 0 with nothing). These
-// settings are per thread, so the fork happens on a locked thread that is
-// never handed back to the Go scheduler; it stays in Wait so that the
-// child's parent-death signal, which fires when that thread exits, means
-// "the loader is gone".
+// loader runs, even if a package upgrade has replaced the file since. It
+// starts with no capability (privilege.StartBare), under NoNewPrivs, in
+// the worker's MAC confinement when one is expected.
 func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd *os.File, log hclog.Logger) (*worker, error) {
 	// Output goes through a pipe the loader reads line by line, never to
 	// the loader's terminal, and the worker gets a session of its own,
@@ -59,59 +53,27 @@ func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd 
 	if err != nil {
 		return nil, fmt.Errorf("create worker output pipe: %w", err)
 	}
-	type started struct {
-		proc *os.Process
-		err  error
+	cmd := &exec.Cmd{
+		Path:       exe,
+		Args:       append([]string{"pci-segment", "worker"}, args...),
+		Env:        env,
+		Stdout:     wr,
+		Stderr:     wr,
+		ExtraFiles: []*os.File{ipcEnd},
+		Dir:        "/",
+		SysProcAttr: &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: acct.UID, Gid: acct.GID, Groups: acct.Groups},
+			Pdeathsig:  syscall.SIGKILL,
+			Setsid:     true,
+		},
 	}
-	startc := make(chan started, 1)
-	w := &worker{done: make(chan struct{})}
-	exited := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread's privileges are reduced, so Go
-		// must discard it when this goroutine returns.
-		if err := privilege.LimitThread(0); err != nil {
-			startc <- started{err: fmt.Errorf("reduce privileges of the spawning thread: %w", err)}
-			return
-		}
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			startc <- started{err: fmt.Errorf("set NoNewPrivs on the spawning thread: %w", err)}
-			return
-		}
-		if err := mac.ExecWorker(mac.Worker(), mac.Running); err != nil {
-			startc <- started{err: err}
-			return
-		}
-		cmd := &exec.Cmd{
-			Path:       exe,
-			Args:       append([]string{"pci-segment", "worker"}, args...),
-			Env:        env,
-			Stdout:     wr,
-			Stderr:     wr,
-			ExtraFiles: []*os.File{ipcEnd},
-			Dir:        "/",
-			SysProcAttr: &syscall.SysProcAttr{
-				Credential: &syscall.Credential{Uid: acct.UID, Gid: acct.GID, Groups: acct.Groups},
-				Pdeathsig:  syscall.SIGKILL,
-				Setsid:     true,
-			},
-		}
-		if err := cmd.Start(); err != nil {
-			startc <- started{err: fmt.Errorf("start worker: %w", err)}
-			return
-		}
-		startc <- started{proc: cmd.Process}
-		w.err = cmd.Wait()
-		w.state = cmd.ProcessState
-		close(exited)
-	}()
-	s := <-startc
+	waited, err := privilege.StartBare(cmd, func() error { return mac.ExecWorker(mac.Worker(), mac.Running) })
 	wr.Close()
-	if s.err != nil {
+	if err != nil {
 		r.Close()
-		return nil, s.err
+		return nil, err
 	}
-	w.pid, w.proc = s.proc.Pid, s.proc
+	w := &worker{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
 	drained := make(chan struct{})
 	go func() {
 		w.violation = relayOutput(r, log.With("worker_pid", w.pid))
@@ -119,7 +81,8 @@ func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd 
 		close(drained)
 	}()
 	go func() {
-		<-exited
+		w.err = <-waited
+		w.state = cmd.ProcessState
 		// What the worker started in its session goes with it: a child
 		// holding the output pipe or the map fds must not outlive the
 		// worker the loader replaced. Both filters refuse fork, so this
@@ -136,35 +99,33 @@ func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd 
 }
 
 // relayOutput logs the worker's output, one line per record, cut to
-// maxOutputLine and at most outputPerSec lines a second, and returns the
-// seccomp violation it reported, if any. The lines are data, never log
-// format: hclog quotes and escapes them.
-func relayOutput(r *os.File, log hclog.Logger) *sandbox.Violation {
+// maxOutputLine and at most outputPerSec lines a second (the rest counted),
+// and returns the first seccomp violation it reported, if any. The lines are
+// data, never log format: hclog quotes and escapes them.
+func relayOutput(r io.Reader, log hclog.Logger) *sandbox.Violation {
 	br := bufio.NewReaderSize(r, maxOutputLine)
+	lines := rate.NewLimiter(outputPerSec, outputPerSec)
 	var violation *sandbox.Violation
-	var second time.Time
-	lines, dropped := 0, 0
+	dropped := 0
 	for {
+		// A line longer than the buffer arrives in pieces, each logged
+		// as a line of its own.
 		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			// A line longer than the buffer arrives in pieces; each is
-			// logged as a line of its own.
-			text := strings.TrimRight(string(line), "\r\n")
-			if v, ok := sandbox.ParseViolation(text); ok {
-				violation = &v
-				log.Error("worker killed by its seccomp filter", "syscall", v.Syscall, "nr", v.Nr)
-			} else if now := time.Now(); now.Sub(second) >= time.Second {
-				if dropped > 0 {
-					log.Warn("worker output suppressed", "lines", dropped)
-				}
-				second, lines, dropped = now, 1, 0
-				log.Info("worker", "output", text)
-			} else if lines < outputPerSec {
-				lines++
-				log.Info("worker", "output", text)
-			} else {
-				dropped++
+		text := strings.TrimRight(string(line), "\r\n")
+		v, isViolation := sandbox.ParseViolation(text)
+		switch {
+		case len(line) == 0:
+		case isViolation && violation == nil:
+			// Believed only with the exit status that goes with it (why).
+			violation = &v
+		case !lines.Allow():
+			dropped++
+		default:
+			if dropped > 0 {
+				log.Warn("worker output suppressed", "lines", dropped)
+				dropped = 0
 			}
+			log.Info("worker", "output", text)
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			if dropped > 0 {
@@ -189,7 +150,7 @@ func (w *worker) stop(timeout time.Duration) {
 // why says how a worker that is done ended.
 func (w *worker) why() string {
 	switch {
-	case w.violation != nil:
+	case w.violation != nil && sandbox.KilledByFilter(w.state):
 		return fmt.Sprintf("killed by its seccomp filter for calling %s (%d)", w.violation.Syscall, w.violation.Nr)
 	case sandbox.KilledByFilter(w.state):
 		return fmt.Sprintf("killed by its seccomp filter (%v)", w.err)

@@ -32,9 +32,8 @@ const (
 	silenceLimit = time.Minute
 	stopTimeout  = 5 * time.Second
 	sendTimeout  = 5 * time.Second
-	// How long a refused message waits for the worker's exit, which then
-	// says better why it ended (a policy it could not apply, a seccomp
-	// kill).
+	// How long a worker's last messages, or its exit after a violation,
+	// are waited for (watch).
 	exitGrace = 2 * time.Second
 	// Restarts back off exponentially from minBackoff to maxBackoff over
 	// consecutive failures; a worker that ran stableAfter resets it.
@@ -96,7 +95,6 @@ type fatal struct{ error }
 // and the usual cause, a policy that does not validate, is the worker's
 // last output.
 func (s *supervisor) serve(sigc <-chan os.Signal) (os.Signal, error) {
-	s.mon.Next = max(s.mon.Next, 1)
 	failures := 0
 	for {
 		why := s.start()
@@ -143,15 +141,12 @@ func (s *supervisor) pause(sigc <-chan os.Signal, d time.Duration) os.Signal {
 	for {
 		select {
 		case sig := <-sigc:
-			switch sig {
-			case syscall.SIGHUP:
-				s.log.Info("reload requested while no worker runs; the next one reads the policies afresh")
-			case syscall.SIGUSR1:
-				s.log.Info("audit rotation requested while no worker runs; the next one opens a fresh file at its size limit")
-			default:
-				s.notify("STOPPING=1")
-				return sig
+			if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
+				s.log.Info("reload or audit rotation while no worker runs: the next worker reads the policies and opens the audit file afresh", "signal", sig)
+				continue
 			}
+			s.notify("STOPPING=1")
+			return sig
 		case <-t.C:
 			return nil
 		}
@@ -160,6 +155,14 @@ func (s *supervisor) pause(sigc <-chan os.Signal, d time.Duration) os.Signal {
 
 // start spawns a worker and starts receiving its messages.
 func (s *supervisor) start() error {
+	// Generations only grow, over adopted maps too (connection tracking
+	// entries of an earlier instance are judged again), and a worker that
+	// went mid-apply may have made its set live without telling.
+	var info bpf.DatapathInfoValue
+	if err := s.maps.Info.Lookup(uint32(0), &info); err != nil {
+		return fmt.Errorf("read the generation in force: %w", err)
+	}
+	s.mon = ipc.Monitor{Next: max(s.mon.Next, info.Generation+1)}
 	conn, end, err := ipc.Pair()
 	if err != nil {
 		return err
@@ -171,14 +174,6 @@ func (s *supervisor) start() error {
 		return err
 	}
 	s.w, s.conn, s.started = w, conn, time.Now()
-	// A worker that went mid-apply may have made its set live without
-	// telling: the next never reuses a generation the maps have seen.
-	next := s.mon.Next
-	var info bpf.DatapathInfoValue
-	if err := s.maps.Info.Lookup(uint32(0), &info); err == nil {
-		next = max(next, info.Generation+1)
-	}
-	s.mon = ipc.Monitor{Next: next}
 	s.log.Info("worker started", "pid", w.pid, "user", s.acct.User, "group", s.acct.Group)
 	s.msgs, s.quit = make(chan received), make(chan struct{})
 	go func(c *ipc.Conn, out chan<- received, quit <-chan struct{}) {
@@ -215,10 +210,16 @@ var patience = map[ipc.State]time.Duration{
 }
 
 // watch returns why the current worker must go: a signal for the loader,
-// its exit, a protocol violation, silence, or a fatal error.
+// its exit, a protocol violation, silence, or a fatal error. What a worker
+// sent before it exited is still acted on, for up to exitGrace: a policy it
+// applied just before is in force, and must be attached. After a violation
+// it waits as long for the exit, which says better why it ended (a policy
+// it could not apply, a seccomp kill).
 func (s *supervisor) watch(sigc <-chan os.Signal) error {
 	timer := time.NewTimer(patience[s.mon.State])
 	defer timer.Stop()
+	exited, msgs := s.w.done, s.msgs
+	var violation error
 	for {
 		select {
 		case sig := <-sigc:
@@ -233,18 +234,25 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 			default:
 				return signalled{sig}
 			}
-		case <-s.w.done:
-			if err := s.drain(); err != nil {
-				return err
+		case <-exited:
+			if violation != nil {
+				return errors.New(s.w.why())
 			}
-			return errors.New(s.w.why())
+			exited = nil
+			timer.Reset(exitGrace)
 		case <-s.links:
 			if s.attached {
 				s.followLinks()
 			}
 		case <-timer.C:
+			switch {
+			case exited == nil:
+				return errors.New(s.w.why())
+			case violation != nil:
+				return fmt.Errorf("protocol violation: %w", violation)
+			}
 			return fmt.Errorf("worker silent for %v in state %d", patience[s.mon.State], s.mon.State)
-		case r := <-s.msgs:
+		case r := <-msgs:
 			if r.err == nil {
 				r.err = s.mon.Accept(r.m, time.Now())
 			}
@@ -252,40 +260,19 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 				if r.m != nil {
 					ipc.CloseFDs(r.m)
 				}
-				select {
-				case <-s.w.done:
+				if exited == nil { // its channel's end, or its last word
 					return errors.New(s.w.why())
-				case <-time.After(exitGrace):
-					return fmt.Errorf("protocol violation: %w", r.err)
 				}
+				violation, msgs = r.err, nil
+				timer.Reset(exitGrace)
+				continue
 			}
 			if err := s.handle(r.m); err != nil {
 				return err
 			}
-			timer.Reset(patience[s.mon.State])
-		}
-	}
-}
-
-// drain acts on what a worker that has exited sent before it went: a
-// policy it applied just before exiting is in force, and must be
-// attached. Its channel ends with its last message.
-func (s *supervisor) drain() error {
-	for {
-		select {
-		case r := <-s.msgs:
-			if r.err != nil {
-				return nil
+			if exited != nil {
+				timer.Reset(patience[s.mon.State])
 			}
-			if err := s.mon.Accept(r.m, time.Now()); err != nil {
-				ipc.CloseFDs(r.m)
-				return nil
-			}
-			if err := s.handle(r.m); err != nil {
-				return err
-			}
-		case <-time.After(exitGrace):
-			return nil
 		}
 	}
 }
@@ -421,17 +408,16 @@ func (s *supervisor) notify(state ...string) {
 
 // followLinks attaches to new interfaces and forgets gone ones, and tells
 // a worker with a policy in force, for the audit log. (One still starting
-// expects its maps first; the loader's log has the change.)
+// expects its setup first; the loader's log has the change.)
 func (s *supervisor) followLinks() {
-	for _, ev := range s.onLinks() {
-		if s.mon.State != ipc.StateRunning {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-		if err := s.conn.Send(ctx, ev); err != nil {
-			s.log.Error("tell worker about an interface change", "error", err)
-		}
-		cancel()
+	events := s.onLinks()
+	if s.mon.State != ipc.StateRunning {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	defer cancel()
+	if err := s.send(ctx, events); err != nil {
+		s.log.Error("tell worker about an interface change", "error", err)
 	}
 }
 

@@ -1,10 +1,12 @@
 package privilege
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -15,9 +17,25 @@ import (
 // capabilities, so that the test process keeps its own.
 const limitChildEnv = "PCI_SEGMENT_TEST_LIMIT_PROCESS"
 
+// The main goroutine keeps the main thread, as cmd/pci-segment's does: a
+// thread StartBare discards is then never the leader, which status and
+// these tests read for the whole process.
+func init() { runtime.LockOSThread() }
+
+// bareChildEnv makes the test binary a child that prints its own status.
+const bareChildEnv = "PCI_SEGMENT_TEST_BARE_CHILD"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(limitChildEnv) != "" {
 		os.Exit(limitChild())
+	}
+	if os.Getenv(bareChildEnv) != "" {
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			os.Exit(1)
+		}
+		os.Stdout.Write(b)
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -66,5 +84,44 @@ func TestLimitProcessReachesEveryThread(t *testing.T) {
 	cmd.Env = append(os.Environ(), limitChildEnv+"=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// A child started bare holds nothing even as uid 0, the thread that
+// started it is gone, and the caller keeps what it had.
+func TestStartBareLeavesEvenRootWithNothing(t *testing.T) {
+	testenv.RequireRoot(t)
+	before, err := CurrentCaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), bareChildEnv+"=1")
+	cmd.Stdout = &out
+	waited, err := StartBare(cmd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil || cmd.ProcessState == nil {
+		t.Fatalf("child: %v (state %v)", err, cmd.ProcessState)
+	}
+	st, err := ParseStatus("child status", []byte(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.UID.Effective != 0 || st.CapEff != 0 || st.CapPrm != 0 || st.CapBnd != 0 || st.CapInh != 0 || st.CapAmb != 0 || !st.NoNewPrivs {
+		t.Errorf("child as uid %d: %+v, want no capability in any set and NoNewPrivs", st.UID.Effective, st)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if after, err := CurrentCaps(); err != nil || after != before {
+		t.Errorf("the caller's capabilities changed: %+v, before %+v (%v)", after, before, err)
+	}
+
+	refused := errors.New("no label for you")
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	if _, err := StartBare(cmd, func() error { return refused }); !errors.Is(err, refused) || cmd.Process != nil {
+		t.Errorf("a failing prepare: err %v, process %v; want the error and no process", err, cmd.Process)
 	}
 }
