@@ -280,9 +280,8 @@ func (o *DatapathObjects) shedBTF() error {
 			o.Close()
 			return fmt.Errorf("duplicate program descriptor: %w", err)
 		}
-		q, err := ebpf.NewProgramFromFD(fd)
+		q, err := ebpf.NewProgramFromFD(fd) // closes fd on error
 		if err != nil {
-			unix.Close(fd)
 			o.Close()
 			return fmt.Errorf("reopen program: %w", err)
 		}

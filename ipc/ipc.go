@@ -119,7 +119,7 @@ type Hello struct {
 
 // Setup follows Hello, always: what a worker starts with. Names and FDs
 // pair up: the worker's maps, each under the name it must have, then
-// FDSyslog and FDListener when configured.
+// FDListener and FDSyslog when configured.
 type Setup struct {
 	// Generation is what the worker's first Applied must carry.
 	Generation uint64

@@ -30,6 +30,7 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -170,7 +171,7 @@ func Enforce(cfg Config, log hclog.Logger) error {
 
 // takeListener takes the socket systemd passes by socket activation, the
 // metrics socket the worker serves on, which then opens none of its own.
-// One is expected, listening; the worker's net.FileListener checks the rest.
+// One is expected, a listening TCP socket.
 func takeListener() (*os.File, error) {
 	files := activation.Files(true)
 	if len(files) == 0 {
@@ -179,8 +180,12 @@ func takeListener() (*os.File, error) {
 	if len(files) > 1 {
 		return nil, fmt.Errorf("systemd passed %d sockets: pci-segment.socket has one, the metrics listener", len(files))
 	}
-	if acc, err := unix.GetsockoptInt(int(files[0].Fd()), unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc != 1 {
-		return nil, fmt.Errorf("the socket systemd passed is not listening (%v): pci-segment.socket has one, the metrics listener", err)
+	fd := int(files[0].Fd())
+	typ, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	acc, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	dom, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err := errors.Join(err1, err2, err3); err != nil || typ != unix.SOCK_STREAM || acc != 1 || (dom != unix.AF_INET && dom != unix.AF_INET6) {
+		return nil, fmt.Errorf("the socket systemd passed is not a listening TCP socket (%v): pci-segment.socket has one, the metrics listener", err)
 	}
 	return files[0], nil
 }

@@ -16,7 +16,7 @@ import (
 // (restarts, the permit table, sd_notify, the audit key and syslog
 // hand-over, interface following) holds the rest. Fewer loader jobs would
 // close it, such as systemd connecting the worker to syslog itself.
-const codeBudget = 1180
+const codeBudget = 1190
 
 func TestPrivilegedCodeStaysSmall(t *testing.T) {
 	total, comments := 0, 0

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,7 +38,7 @@ type worker struct {
 	done      chan struct{}
 	err       error
 	state     *os.ProcessState
-	violation *sandbox.Violation // the call its seccomp filter killed it for
+	violation atomic.Pointer[sandbox.Violation] // the call its seccomp filter killed it for
 }
 
 // spawnWorker starts exe as `pci-segment worker` under acct, with the IPC
@@ -76,7 +77,7 @@ func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd 
 	w := &worker{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
 	drained := make(chan struct{})
 	go func() {
-		w.violation = relayOutput(r, log.With("worker_pid", w.pid))
+		relayOutput(r, log.With("worker_pid", w.pid), &w.violation)
 		r.Close()
 		close(drained)
 	}()
@@ -99,25 +100,25 @@ func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd 
 }
 
 // relayOutput logs the worker's output, one line per record, cut to
-// maxOutputLine and at most outputPerSec lines a second (the rest counted),
-// and returns the first seccomp violation it reported, if any. The lines are
-// data, never log format: hclog quotes and escapes them.
-func relayOutput(r io.Reader, log hclog.Logger) *sandbox.Violation {
+// maxOutputLine and at most outputPerSec lines a second (the rest counted).
+// The lines are data, never log format: hclog quotes and escapes them. A
+// whole line that reports a seccomp kill is kept in violation, the last one
+// winning: the real report is the worker's last word.
+func relayOutput(r io.Reader, log hclog.Logger, violation *atomic.Pointer[sandbox.Violation]) {
 	br := bufio.NewReaderSize(r, maxOutputLine)
 	lines := rate.NewLimiter(outputPerSec, outputPerSec)
-	var violation *sandbox.Violation
-	dropped := 0
+	dropped, piece := 0, false
 	for {
 		// A line longer than the buffer arrives in pieces, each logged
 		// as a line of its own.
 		line, err := br.ReadSlice('\n')
 		text := strings.TrimRight(string(line), "\r\n")
-		v, isViolation := sandbox.ParseViolation(text)
+		if v, ok := sandbox.ParseViolation(text); ok && !piece && err != bufio.ErrBufferFull {
+			violation.Store(&v)
+		}
+		piece = err == bufio.ErrBufferFull
 		switch {
 		case len(line) == 0:
-		case isViolation && violation == nil:
-			// Believed only with the exit status that goes with it (why).
-			violation = &v
 		case !lines.Allow():
 			dropped++
 		default:
@@ -131,7 +132,7 @@ func relayOutput(r io.Reader, log hclog.Logger) *sandbox.Violation {
 			if dropped > 0 {
 				log.Warn("worker output suppressed", "lines", dropped)
 			}
-			return violation
+			return
 		}
 	}
 }
@@ -147,11 +148,14 @@ func (w *worker) stop(timeout time.Duration) {
 	}
 }
 
-// why says how a worker that is done ended.
+// why says how a worker that is done ended. A compromised worker could
+// write a report and exit with the status that goes with it, and so lie
+// about why it ended; nothing else follows from the report.
 func (w *worker) why() string {
 	switch {
-	case w.violation != nil && sandbox.KilledByFilter(w.state):
-		return fmt.Sprintf("killed by its seccomp filter for calling %s (%d)", w.violation.Syscall, w.violation.Nr)
+	case w.violation.Load() != nil && sandbox.KilledByFilter(w.state):
+		v := w.violation.Load()
+		return fmt.Sprintf("killed by its seccomp filter for calling %s (%d)", v.Syscall, v.Nr)
 	case sandbox.KilledByFilter(w.state):
 		return fmt.Sprintf("killed by its seccomp filter (%v)", w.err)
 	case w.err != nil:

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -14,8 +15,8 @@ import (
 )
 
 // What a worker writes is untrusted: a flood is cut to the rate and
-// counted, a long line is cut, and only the first violation report is
-// taken as one.
+// counted, a long line is cut, and the last whole violation report is
+// taken as the worker's last word.
 func TestRelayOutputHoldsTheWorkerToItsRate(t *testing.T) {
 	var in strings.Builder
 	const flood = 1000
@@ -24,11 +25,14 @@ func TestRelayOutputHoldsTheWorkerToItsRate(t *testing.T) {
 	}
 	in.WriteString(strings.Repeat("x", 2*maxOutputLine+100) + "\n")
 	fmt.Fprintf(&in, "%ssetuid (105)\n%sptrace (101)\n", sandbox.ViolationPrefix, sandbox.ViolationPrefix)
+	// Not a line of its own: the second piece of a long one.
+	fmt.Fprintf(&in, "%s%skill (62)\n", strings.Repeat("y", maxOutputLine), sandbox.ViolationPrefix)
 
 	var out bytes.Buffer
-	v := relayOutput(strings.NewReader(in.String()), hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info}))
-	if v == nil || v.Syscall != "setuid" || v.Nr != 105 {
-		t.Errorf("violation %+v, want the first report, setuid (105)", v)
+	var violation atomic.Pointer[sandbox.Violation]
+	relayOutput(strings.NewReader(in.String()), hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info}), &violation)
+	if v := violation.Load(); v == nil || v.Syscall != "ptrace" || v.Nr != 101 {
+		t.Errorf("violation %+v, want the last report, ptrace (101)", v)
 	}
 	logged, suppressed := 0, 0
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
@@ -42,8 +46,9 @@ func TestRelayOutputHoldsTheWorkerToItsRate(t *testing.T) {
 			t.Errorf("a %d-byte log line: long output must be cut", len(l))
 		}
 	}
-	// Lines in: the flood, the long one in three pieces, the second report.
-	if total := flood + 3 + 1; logged+suppressed != total {
+	// Lines in: the flood, the long one in three pieces, the two reports,
+	// the last one in two.
+	if total := flood + 3 + 2 + 2; logged+suppressed != total {
 		t.Errorf("%d logged + %d suppressed, want all %d lines accounted for", logged, suppressed, total)
 	}
 	if logged > 2*outputPerSec {

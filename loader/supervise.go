@@ -160,7 +160,7 @@ func (s *supervisor) start() error {
 	// went mid-apply may have made its set live without telling.
 	var info bpf.DatapathInfoValue
 	if err := s.maps.Info.Lookup(uint32(0), &info); err != nil {
-		return fmt.Errorf("read the generation in force: %w", err)
+		return fatal{fmt.Errorf("read the generation in force: %w", err)}
 	}
 	s.mon = ipc.Monitor{Next: max(s.mon.Next, info.Generation+1)}
 	conn, end, err := ipc.Pair()
@@ -223,10 +223,13 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 	for {
 		select {
 		case sig := <-sigc:
-			switch sig {
-			case syscall.SIGHUP:
+			going := exited == nil || violation != nil
+			switch {
+			case going && (sig == syscall.SIGHUP || sig == syscall.SIGUSR1):
+				s.log.Info("reload or audit rotation while the worker is replaced: the next worker reads the policies and opens the audit file afresh", "signal", sig)
+			case sig == syscall.SIGHUP:
 				s.reload()
-			case syscall.SIGUSR1:
+			case sig == syscall.SIGUSR1:
 				// Audit rotation, which the worker does: logrotate and
 				// `systemctl kill -s USR1` signal the service's main
 				// process, this one.
@@ -242,7 +245,7 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 			timer.Reset(exitGrace)
 		case <-s.links:
 			if s.attached {
-				s.followLinks()
+				s.followLinks(exited != nil && violation == nil)
 			}
 		case <-timer.C:
 			switch {
@@ -317,7 +320,7 @@ func (s *supervisor) handle(m ipc.Message) error {
 			}
 			// What changed while it started (the netlink signals came
 			// before anything was attached).
-			s.followLinks()
+			s.followLinks(true)
 		}
 		s.notify("READY=1", fmt.Sprintf("STATUS=enforcing policy generation %d", m.Generation))
 	case ipc.Refused:
@@ -407,11 +410,12 @@ func (s *supervisor) notify(state ...string) {
 }
 
 // followLinks attaches to new interfaces and forgets gone ones, and tells
-// a worker with a policy in force, for the audit log. (One still starting
-// expects its setup first; the loader's log has the change.)
-func (s *supervisor) followLinks() {
+// a worker with a policy in force that is not going, for the audit log.
+// (One still starting expects its setup first; the loader's log has the
+// change, and a new worker hears what is attached.)
+func (s *supervisor) followLinks(tell bool) {
 	events := s.onLinks()
-	if s.mon.State != ipc.StateRunning {
+	if !tell || s.mon.State != ipc.StateRunning {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)

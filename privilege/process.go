@@ -12,7 +12,9 @@ import (
 // empty, and then reads every thread back. Capabilities are per thread and
 // a Go process has many; libcap's psx makes each call on all of them at
 // once, which Go's own syscall.AllThreadsSyscall refuses to do in a cgo
-// binary. Threads started later copy the thread that starts them.
+// binary. Threads started later copy the thread that starts them. Should
+// the threads' results differ, psx kills the process (SIGKILL): a process
+// half cut is never left running.
 func LimitProcess(keep uint64) error {
 	iab := cap.IABInit() // inheritable and ambient empty
 	set := cap.NewSet()

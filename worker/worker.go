@@ -165,13 +165,13 @@ func Run(cfg Config, log hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("receive the setup: %w", err)
 	}
-	key := m.(ipc.Setup)
-	syslog, listener := key.Take(ipc.FDSyslog), key.Take(ipc.FDListener)
-	maps, err := receiveMaps(key, cfg.Sizes.OrDefault())
+	setup := m.(ipc.Setup)
+	syslog, listener := setup.Take(ipc.FDSyslog), setup.Take(ipc.FDListener)
+	maps, err := receiveMaps(setup, cfg.Sizes.OrDefault())
 	if err != nil {
 		return err
 	}
-	generation := key.Generation
+	generation := setup.Generation
 	var handed net.Listener
 	if listener >= 0 {
 		f := os.NewFile(uintptr(listener), "metrics listener")
@@ -195,8 +195,8 @@ func Run(cfg Config, log hclog.Logger) error {
 	// Everything that can fail is opened before the policy goes live:
 	// once the loader hears "applied" it attaches and pins.
 	var chain string
-	if key.Key != ([32]byte{}) {
-		chain = hex.EncodeToString(key.Chain[:])
+	if setup.Key != ([32]byte{}) {
+		chain = hex.EncodeToString(setup.Chain[:])
 	}
 	met := metrics.New(maps[bpf.DatapathMapCounters], maps[bpf.DatapathMapPolicyHits])
 	met.SetMaps(maps)
@@ -204,7 +204,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	if cfg.SyslogRecords {
 		opts.Copy = anchor
 	}
-	aw, err := audit.Open(cfg.AuditDir, cfg.StateDir, chain, audit.Key(key.Key), audit.Options{Anchor: opts.Anchor, Copy: opts.Copy,
+	aw, err := audit.Open(cfg.AuditDir, cfg.StateDir, chain, audit.Key(setup.Key), audit.Options{Anchor: opts.Anchor, Copy: opts.Copy,
 		// Enforcement never waits on the log: a full disk or a read-only
 		// directory is counted and logged, and a gap record follows
 		// when writing works again.
@@ -212,7 +212,9 @@ func Run(cfg Config, log hclog.Logger) error {
 			met.AuditWriteErrors.Add(float64(lost))
 			log.Error("audit write failed; a gap record will count the records lost", "records", lost, "error", err)
 		}})
-	key.Key = [32]byte{} // the writer holds it now, and evolves it
+	// The writer holds the key now, and evolves it: this copy is cleared
+	// (the received message's bytes are left to the collector).
+	setup.Key = [32]byte{}
 	if err != nil {
 		return err
 	}
@@ -537,9 +539,9 @@ func receiveMaps(msg ipc.Setup, sizes bpf.Sizes) (map[string]*ebpf.Map, error) {
 		return nil, err
 	}
 	for i, name := range msg.Names {
-		mp, err := ebpf.NewMapFromFD(msg.FDs[i])
+		mp, err := ebpf.NewMapFromFD(msg.FDs[i]) // closes it on error
 		if err != nil {
-			for _, fd := range msg.FDs[i:] {
+			for _, fd := range msg.FDs[i+1:] {
 				unix.Close(fd)
 			}
 			return fail(fmt.Errorf("received fd for map %q: %w", name, err))
