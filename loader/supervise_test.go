@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(fakeWorkerEnv) != "" {
 		os.Exit(fakeWorker(argAfter("--labels"), filepath.Join(argAfter("--audit-dir"), "misbehaved")))
 	}
+	if os.Getenv(listenerChildEnv) != "" {
+		os.Exit(listenerChild())
+	}
 	os.Exit(m.Run())
 }
 
