@@ -123,9 +123,9 @@ type Hello struct {
 type Setup struct {
 	// Generation is what the worker's first Applied must carry.
 	Generation uint64
-	// Key is a new audit chain's first key, the loader keeping the
-	// auditor's copy, when the worker has no chain state; zero: go on from
-	// the state.
+	// Chain and Key start a new audit chain, the loader keeping the
+	// auditor's copy of the key, when the worker has no chain state; a
+	// zero Key: go on from the state.
 	Chain [16]byte
 	Key   [32]byte
 	Names []string

@@ -16,9 +16,12 @@
 //     unless --replace (takeover.go);
 //  2. gives the service account its directories and loads the programs,
 //     over the pinned maps of its layout or fresh maps sized by --max-*;
-//  3. cuts every thread to the capabilities it still needs (drop.go),
-//     installs its own seccomp filter (sandbox.LoaderPolicy: no bpf()
-//     command that creates or loads) and checks its MAC confinement;
+//  3. cuts every thread to the capabilities it still needs (drop.go):
+//     CAP_BPF and CAP_NET_ADMIN to attach to interfaces that appear later,
+//     CAP_SETUID, CAP_SETGID and CAP_SETPCAP to start a new worker with
+//     nothing, CAP_KILL to stop one; installs its own seccomp filter
+//     (sandbox.LoaderPolicy: no bpf() command that creates or loads) and
+//     checks its MAC confinement;
 //  4. starts the worker as the service account with nothing, under
 //     NoNewPrivs, in a session of its own (spawn.go), and hands it its maps;
 //  5. once the worker has applied a policy, attaches and pins (tcx), so
