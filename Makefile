@@ -67,8 +67,11 @@ generate-check: generate
 	fi; \
 	echo "generate-check: bpf/ and bench/ are up to date"
 
+# pci-segment, and beside it pci-segment-loader, the root half of enforce,
+# which links none of the YAML, HTTP, metrics or audit code.
 build: deps
 	$(GO) build -o $(BIN) ./cmd/pci-segment
+	$(GO) build -o $(BIN)-loader ./cmd/pci-segment-loader
 
 # Pins live on a BPF filesystem at /sys/fs/bpf. systemd mounts it at boot;
 # a machine without systemd as PID 1 may not have it.
@@ -111,7 +114,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 UNITDIR := $(PREFIX)/lib/systemd/system
 SHAREDIR := $(PREFIX)/share/pci-segment
-INSTALLED := $(PREFIX)/bin/pci-segment $(UNITDIR)/pci-segment.service $(UNITDIR)/pci-segment.socket \
+INSTALLED := $(PREFIX)/bin/pci-segment $(PREFIX)/bin/pci-segment-loader $(UNITDIR)/pci-segment.service $(UNITDIR)/pci-segment.socket \
 	$(PREFIX)/lib/sysusers.d/pci-segment.conf $(PREFIX)/lib/tmpfiles.d/pci-segment.conf \
 	$(SHAREDIR)/dropins/selinux.conf $(SHAREDIR)/dropins/apparmor.conf \
 	$(SHAREDIR)/prometheus/alerts.yml $(SHAREDIR)/prometheus/scrape.yml \
@@ -119,6 +122,7 @@ INSTALLED := $(PREFIX)/bin/pci-segment $(UNITDIR)/pci-segment.service $(UNITDIR)
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pci-segment
+	install -D -m 0755 $(BIN)-loader $(DESTDIR)$(PREFIX)/bin/pci-segment-loader
 	install -d $(DESTDIR)$(UNITDIR)
 	@# The units name the binary and the docs under PREFIX.
 	for u in pci-segment.service pci-segment.socket; do \

@@ -73,7 +73,8 @@ func BenchmarkMemory(b *testing.B) {
 	Record(b, "memory", rs...)
 }
 
-// buildBinary builds pci-segment where the service account can run it.
+// buildBinary builds pci-segment, and the loader beside it, where the
+// service account can run them.
 func buildBinary(tb testing.TB) string {
 	tb.Helper()
 	dir, err := os.MkdirTemp("", "pcs-bench-bin-")
@@ -83,8 +84,10 @@ func buildBinary(tb testing.TB) string {
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "pci-segment")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/pci-segment").CombinedOutput(); err != nil {
-		tb.Fatalf("build pci-segment: %v\n%s", err, out)
+	for out, pkg := range map[string]string{bin: "../cmd/pci-segment", bin + "-loader": "../cmd/pci-segment-loader"} {
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			tb.Fatalf("build %s: %v\n%s", pkg, err, b)
+		}
 	}
 	return bin
 }

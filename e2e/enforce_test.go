@@ -485,8 +485,9 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 // still needs: the worker's maps (the counters read-only) for the next
 // worker, the two programs for the next interface, the channel, the
 // worker's output pipe and pidfd, and the pin directory, whose flock is
-// the single-instance lock. No link (pinned), no other map, nothing it
-// inherited, no file or socket beyond those.
+// the single-instance lock, and the binary workers run from. No link
+// (pinned), no other map, nothing it inherited, no file or socket beyond
+// those.
 func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 	t.Helper()
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -507,6 +508,8 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 			kind = target // [eventpoll], [eventfd], [pidfd]
 		case target == pinDir:
 			kind = "lock"
+		case target == binary:
+			kind = "worker binary"
 		case strings.HasSuffix(target, "/state/audit-keys"):
 			kind = "audit keys"
 		case strings.HasPrefix(target, "/sys/fs/cgroup/") && strings.Contains(target, "/cpu"):
@@ -526,6 +529,7 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 		"anon_inode:[eventfd]":   1,
 		"lock":                   1, // the pin directory, flocked
 		"audit keys":             1, // where the audit chains' first keys go
+		"worker binary":          1, // pci-segment, which every worker runs from
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("loader descriptors by kind %v, want %v", got, want)

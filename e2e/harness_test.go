@@ -62,11 +62,14 @@ func run(m *testing.M) int {
 			// The next build: another pin layout, for the upgrade test.
 			{nextLayout, "-X github.com/pci-segment/pci-segment/bpf.Layout=v3"},
 		} {
-			build := exec.Command("go", "build", "-ldflags", b.ldflags, "-o", b.out, "../cmd/pci-segment")
-			build.Stdout, build.Stderr = os.Stderr, os.Stderr
-			if err := build.Run(); err != nil {
-				fmt.Fprintln(os.Stderr, "build pci-segment:", err)
-				return 1
+			// enforce runs the loader binary beside it: the root half.
+			for out, pkg := range map[string]string{b.out: "../cmd/pci-segment", b.out + "-loader": "../cmd/pci-segment-loader"} {
+				build := exec.Command("go", "build", "-ldflags", b.ldflags, "-o", out, pkg)
+				build.Stdout, build.Stderr = os.Stderr, os.Stderr
+				if err := build.Run(); err != nil {
+					fmt.Fprintln(os.Stderr, "build", pkg+":", err)
+					return 1
+				}
 			}
 		}
 	}

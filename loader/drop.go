@@ -23,9 +23,20 @@ import (
 var keptCaps = []privilege.Cap{privilege.CapBPF, privilege.CapNetAdmin, privilege.CapSetuid,
 	privilege.CapSetgid, privilege.CapSetpcap, privilege.CapKill}
 
-// self is the running binary, whatever has happened to its path since: the
-// loader starts the worker from it.
-const self = "/proc/self/exe"
+// workerBinary opens the binary every worker runs from, so that each runs
+// the file found at start, whatever has replaced the path since (a package
+// upgrade: the new loader comes with it).
+func workerBinary(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open the worker binary (--worker-binary): %w", err)
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() || st.Mode()&0o001 == 0 {
+		f.Close()
+		return nil, fmt.Errorf("the worker binary %s is not a regular file every user may execute (%v)", path, err)
+	}
+	return f, nil
+}
 
 // closeInherited closes every descriptor this process inherited beyond
 // stdio, except keep. Those are the ones without close-on-exec: the exec

@@ -1,6 +1,7 @@
 // Package loader is the privileged half of pci-segment, the only code that
-// runs as root; with ipc/ it is small enough to read in one sitting, and a
-// test holds the two to a size budget. It decides and orders; the
+// runs as root (in pci-segment-loader, a binary of its own); with ipc/ it
+// is small enough to read in one sitting, and a test holds the two to a
+// size budget. It decides and orders; the
 // privileged calls live with what they are about, each with its own tests:
 // privilege (capabilities, the service account), statedir (the worker's
 // directories, the audit keys), pins (bpffs), tcx (links), netif, sandbox
@@ -89,6 +90,8 @@ type Config struct {
 	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
 	// --max-flows); a zero field takes bpf.DefaultSizes.
 	Sizes bpf.Sizes
+	// WorkerBinary is the pci-segment binary the worker runs from.
+	WorkerBinary string
 }
 
 // Enforce runs the loader until SIGTERM/SIGINT or the worker's exit.
@@ -115,6 +118,13 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
+	// Opened before anything inherited is closed: it may be a descriptor
+	// pci-segment enforce passed.
+	exe, err := workerBinary(cfg.WorkerBinary)
+	if err != nil {
+		return err
+	}
+	defer exe.Close()
 	// The metrics socket systemd passed (socket activation), checked;
 	// whatever else this process inherited beyond stdio is closed.
 	listener, err := takeListener()
@@ -168,7 +178,7 @@ func Enforce(cfg Config, log hclog.Logger) error {
 		return fmt.Errorf("drop the capabilities only set-up needs: %w", err)
 	}
 	debug.FreeOSMemory() // what loading used: the object file, the verifier's buffers
-	sup := &supervisor{exe: self, cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, keys: keys, log: log}
+	sup := &supervisor{exe: fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, keys: keys, log: log}
 	return run(sup, objs, ifaces)
 }
 

@@ -17,8 +17,10 @@ import (
 // relay (~45 lines; the worker would write to the journal itself and report
 // a seccomp kill over the channel), the metrics socket hand-over (~25; the
 // service would need an inet socket of its own), the syslog connection
-// (~15; the worker would open unix sockets), --replace (~25).
-const codeBudget = 1190
+// (~15; the worker would open unix sockets), --replace (~25). Raised from
+// 1,190 to 1,200 for opening the worker's binary at start, which a loader
+// binary of its own needs.
+const codeBudget = 1200
 
 func TestPrivilegedCodeStaysSmall(t *testing.T) {
 	total, comments := 0, 0

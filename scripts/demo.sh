@@ -16,7 +16,7 @@
 #
 # Run as root from the repository, after `make build` (or use `make demo`).
 # Needs iproute2, util-linux (nsenter) and socat. PCI_SEGMENT_BIN overrides the
-# binary (default bin/pci-segment).
+# binary (default bin/pci-segment; pci-segment-loader beside it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +32,7 @@ die() {
 }
 
 (($(id -u) == 0)) || die "run as root (it creates network namespaces and loads eBPF)"
-[[ -x $SRC_BIN ]] || die "$SRC_BIN not found: run 'make build' first (or 'make demo')"
+[[ -x $SRC_BIN && -x $SRC_BIN-loader ]] || die "$SRC_BIN or $SRC_BIN-loader not found: run 'make build' first (or 'make demo')"
 for tool in ip nsenter socat timeout getent; do
 	command -v "$tool" >/dev/null || die "$tool not found: run 'make deps'"
 done
@@ -135,6 +135,7 @@ fi
 chmod 0755 "$DEMO"
 install -d -m 0755 "$DEMO/bin"
 install -m 0755 "$SRC_BIN" "$BIN"
+install -m 0755 "$SRC_BIN-loader" "$BIN-loader" # enforce runs it: the root half
 
 # ---------------------------------------------------------------- bpffs
 if [[ $(stat -f -c %T /sys/fs/bpf 2>/dev/null) != bpf_fs ]]; then

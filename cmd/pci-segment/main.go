@@ -11,9 +11,10 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
-	"github.com/pci-segment/pci-segment/loader"
+	"github.com/pci-segment/pci-segment/cmd/internal/enforceflags"
 	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/privilege"
@@ -28,42 +29,20 @@ type cli struct {
 	LogLevel string           `help:"Operator log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
-	Validate validateCmd `cmd:"" help:"Check policy files: schema and PCI checks. Exit 0 valid, 1 invalid, 2 usage."`
-	Check    checkCmd    `cmd:"" help:"Explain the verdict for one packet. Exit 0 allow, 1 deny, 2 usage or error, 3 kernel and files disagree (--live)."`
-	Enforce  enforceCmd  `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
-	Detach   detachCmd   `cmd:"" help:"Remove every link and pin of pci-segment (root)."`
-	Status   statusCmd   `cmd:"" help:"Show the running privilege split, pins, links and policy in force (full view as root)."`
-	Audit    auditCmd    `cmd:"" help:"Work with the audit trail."`
-	Report   reportCmd   `cmd:"" help:"Write the compliance evidence for an assessor: policies, allowances, live state, privileges, audit log (HTML or JSON)."`
-	Worker   workerCmd   `cmd:"" hidden:"" help:"The unprivileged worker; started by enforce only."`
+	Validate validateCmd        `cmd:"" help:"Check policy files: schema and PCI checks. Exit 0 valid, 1 invalid, 2 usage."`
+	Check    checkCmd           `cmd:"" help:"Explain the verdict for one packet. Exit 0 allow, 1 deny, 2 usage or error, 3 kernel and files disagree (--live)."`
+	Enforce  enforceflags.Flags `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root; runs pci-segment-loader)."`
+	Detach   detachCmd          `cmd:"" help:"Remove every link and pin of pci-segment (root)."`
+	Status   statusCmd          `cmd:"" help:"Show the running privilege split, pins, links and policy in force (full view as root)."`
+	Audit    auditCmd           `cmd:"" help:"Work with the audit trail."`
+	Report   reportCmd          `cmd:"" help:"Write the compliance evidence for an assessor: policies, allowances, live state, privileges, audit log (HTML or JSON)."`
+	Worker   workerCmd          `cmd:"" hidden:"" help:"The unprivileged worker; started by enforce only."`
 }
 
 type validateCmd struct {
 	Files  []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable)."`
 	Labels string   `help:"Host labels k=v,... to check which policies apply."`
 	Output string   `short:"o" default:"text" enum:"text,json" help:"Output format: text or json."`
-}
-
-type enforceCmd struct {
-	Files             []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable); read by the worker as the service account."`
-	Interface         []string `help:"Interface name or glob to enforce on (repeatable). Default: the interfaces carrying default routes."`
-	Labels            string   `help:"Labels of this host, k=v,..."`
-	PinDir            string   `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory for pins; the layout version is a subdirectory."`
-	AuditDir          string   `default:"/var/log/pci-segment" help:"Directory of the audit log, owned by the service account."`
-	StateDir          string   `default:"/var/lib/pci-segment" help:"State directory."`
-	MetricsAddr       string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
-	AllowRoot         bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
-	Mode              string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
-	Syslog            string   `default:"/dev/log" help:"Syslog socket the worker copies each audit epoch's seal to, the anchor that shows a truncated log; empty for none."`
-	SyslogEveryRecord bool     `help:"Copy every audit record to --syslog, not only the epochs' seals, so that a central collector has them promptly (PCI-DSS Req 10.3.3)."`
-	WebConfigFile     string   `help:"Prometheus exporter-toolkit web configuration (TLS, basic authentication) for the metrics server, read by the worker; the certificates it names must sit in its directory."`
-	Replace           bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
-	Seccomp           string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
-	// Map capacities, fixed for the life of the loader; the defaults are
-	// bpf.DefaultSizes.
-	MaxPrefixes    int `default:"200000" help:"Address prefixes, IPv4 and IPv6 together, that one policy set may compile to; sizes the address maps."`
-	MaxPortEntries int `default:"1000000" help:"Port allowances that one policy set may compile to; sizes the port map."`
-	MaxFlows       int `default:"32768" help:"Connections tracked at once; sizes connection tracking."`
 }
 
 type detachCmd struct {
@@ -143,15 +122,7 @@ func main() {
 	case "check":
 		os.Exit(c.Check.run(os.Stdout, os.Stderr))
 	case "enforce":
-		e := c.Enforce
-		log := logger("pci-segment", c.LogLevel)
-		err = loader.Enforce(loader.Config{
-			Policies: e.Files, Interfaces: e.Interface, Labels: e.Labels, PinDir: e.PinDir,
-			AuditDir: e.AuditDir, StateDir: e.StateDir, MetricsAddr: e.MetricsAddr,
-			AllowRoot: e.AllowRoot, Replace: e.Replace, WebConfig: e.WebConfigFile, Syslog: e.Syslog, SyslogRecords: e.SyslogEveryRecord, Monitor: e.Mode == "monitor", LogLevel: c.LogLevel, Seccomp: e.Seccomp,
-			Sizes: bpf.Sizes{Prefixes: e.MaxPrefixes, PortEntries: e.MaxPortEntries, Flows: e.MaxFlows},
-		}, log)
-		exit(log, err)
+		exit(logger("pci-segment", c.LogLevel), execLoader())
 	case "detach":
 		log := logger("pci-segment", c.LogLevel)
 		exit(log, pins.Detach(c.Detach.PinDir, log))
@@ -177,6 +148,28 @@ func main() {
 		parser.Errorf("unknown command %q", ctx.Command())
 		os.Exit(2)
 	}
+}
+
+// execLoader replaces this process with pci-segment-loader, beside this
+// binary, the root half of enforce, which links none of this binary's
+// YAML, HTTP, metrics or audit code: the same command line, and this
+// binary, open, for the worker to run from.
+func execLoader() error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this binary: %w", err)
+	}
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("open this binary for the worker: %w", err)
+	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD, 3) // a copy the exec keeps
+	if err != nil {
+		return fmt.Errorf("pass this binary to the loader: %w", err)
+	}
+	args := append([]string{"pci-segment-loader"}, os.Args[1:]...)
+	args = append(args, fmt.Sprintf("--worker-binary=/proc/self/fd/%d", fd))
+	return fmt.Errorf("start the loader %s-loader: %w", self, unix.Exec(self+"-loader", args, os.Environ()))
 }
 
 func exit(log hclog.Logger, err error) {

@@ -1,0 +1,42 @@
+// Package enforceflags is the enforce command line, which both binaries
+// parse: pci-segment enforce hands it on to pci-segment-loader unchanged.
+package enforceflags
+
+import (
+	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/loader"
+)
+
+// Flags are enforce's flags, as kong reads them.
+type Flags struct {
+	Files             []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable); read by the worker as the service account."`
+	Interface         []string `help:"Interface name or glob to enforce on (repeatable). Default: the interfaces carrying default routes."`
+	Labels            string   `help:"Labels of this host, k=v,..."`
+	PinDir            string   `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory for pins; the layout version is a subdirectory."`
+	AuditDir          string   `default:"/var/log/pci-segment" help:"Directory of the audit log, owned by the service account."`
+	StateDir          string   `default:"/var/lib/pci-segment" help:"State directory."`
+	MetricsAddr       string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
+	AllowRoot         bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
+	Mode              string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
+	Syslog            string   `default:"/dev/log" help:"Syslog socket the worker copies each audit epoch's seal to, the anchor that shows a truncated log; empty for none."`
+	SyslogEveryRecord bool     `help:"Copy every audit record to --syslog, not only the epochs' seals, so that a central collector has them promptly (PCI-DSS Req 10.3.3)."`
+	WebConfigFile     string   `help:"Prometheus exporter-toolkit web configuration (TLS, basic authentication) for the metrics server, read by the worker; the certificates it names must sit in its directory."`
+	Replace           bool     `help:"Take over from a running enforce on the same --pin-dir, or from pins of another layout (an upgrade), swapping programs in place on the attached links."`
+	Seccomp           string   `default:"allowlist" enum:"allowlist,denylist" help:"The worker's seccomp filter: allowlist (everything else kills it) or denylist (the hardening guide's: risky calls fail with EPERM)."`
+	// Map capacities, fixed for the life of the loader; the defaults are
+	// bpf.DefaultSizes.
+	MaxPrefixes    int `default:"200000" help:"Address prefixes, IPv4 and IPv6 together, that one policy set may compile to; sizes the address maps."`
+	MaxPortEntries int `default:"1000000" help:"Port allowances that one policy set may compile to; sizes the port map."`
+	MaxFlows       int `default:"32768" help:"Connections tracked at once; sizes connection tracking."`
+}
+
+// Config is the loader's configuration from f, with the operator log level.
+func (f Flags) Config(logLevel string) loader.Config {
+	return loader.Config{
+		Policies: f.Files, Interfaces: f.Interface, Labels: f.Labels, PinDir: f.PinDir,
+		AuditDir: f.AuditDir, StateDir: f.StateDir, MetricsAddr: f.MetricsAddr,
+		AllowRoot: f.AllowRoot, Replace: f.Replace, WebConfig: f.WebConfigFile, Syslog: f.Syslog, SyslogRecords: f.SyslogEveryRecord,
+		Monitor: f.Mode == "monitor", LogLevel: logLevel, Seccomp: f.Seccomp,
+		Sizes: bpf.Sizes{Prefixes: f.MaxPrefixes, PortEntries: f.MaxPortEntries, Flows: f.MaxFlows},
+	}
+}
