@@ -169,7 +169,8 @@ func execLoader() error {
 	}
 	args := append([]string{"pci-segment-loader"}, os.Args[1:]...)
 	args = append(args, fmt.Sprintf("--worker-binary=/proc/self/fd/%d", fd))
-	return fmt.Errorf("start the loader %s-loader: %w", self, unix.Exec(self+"-loader", args, os.Environ()))
+	err = unix.Exec(self+"-loader", args, os.Environ())
+	return fmt.Errorf("start the loader %s-loader, which make build and make install put beside pci-segment: %w", self, err)
 }
 
 func exit(log hclog.Logger, err error) {
