@@ -25,17 +25,32 @@ var keptCaps = []privilege.Cap{privilege.CapBPF, privilege.CapNetAdmin, privileg
 
 // workerBinary opens the binary every worker runs from, so that each runs
 // the file found at start, whatever has replaced the path since (a package
-// upgrade: the new loader comes with it).
+// upgrade: the new loader comes with it). The file must be root's and
+// writable by root alone: whoever can write it writes the code of the next
+// worker, which gets the maps. The descriptor is moved above the ones a
+// worker is given (3, the channel), since the exec goes through
+// /proc/self/fd after they are in place.
 func workerBinary(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open the worker binary (--worker-binary): %w", err)
 	}
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() || st.Mode()&0o001 == 0 {
-		f.Close()
-		return nil, fmt.Errorf("the worker binary %s is not a regular file every user may execute (%v)", path, err)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("inspect the worker binary %s: %w", path, err)
 	}
-	return f, nil
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 || st.Mode&0o022 != 0 || st.Mode&0o001 == 0 || st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+		if real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil {
+			path = real // what pci-segment enforce passed as a descriptor
+		}
+		return nil, fmt.Errorf("the worker binary %s (uid %d, mode %#o) must be a regular file owned by root, writable by root alone, executable by all, neither setuid nor setgid: chown root: and chmod 0755 it", path, st.Uid, st.Mode&0o7777)
+	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 10)
+	if err != nil {
+		return nil, fmt.Errorf("hold the worker binary: %w", err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // closeInherited closes every descriptor this process inherited beyond

@@ -15,10 +15,10 @@ import (
 
 // ExecWorker sets, on the calling OS thread (locked, and never handed back:
 // the loader's spawning thread), the confinement its next exec gives the
-// worker, for each module that is active and expected of the worker. The
-// worker is the loader's own binary: rather than a rule on its path or
-// type, which any exec of it would meet, this thread asks for the worker's
-// confinement explicitly, on the one exec that starts it. SELinux: the exec context, the loader's with the
+// worker, for each module that is active and expected of the worker.
+// Rather than a rule on the pci-segment binary's path or type, which any
+// exec of it would meet, this thread asks for the worker's confinement
+// explicitly, on the one exec that starts it. SELinux: the exec context, the loader's with the
 // worker's type (the transition is allowed under NoNewPrivs because the
 // worker's type is bounded by the loader's). AppArmor: the worker's profile
 // stacked onto the loader's (aa_stack_onexec), the only change NoNewPrivs

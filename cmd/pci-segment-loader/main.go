@@ -23,11 +23,9 @@ import (
 func init() { runtime.LockOSThread() }
 
 type cli struct {
-	LogLevel string `help:"Operator log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
-	Enforce  struct {
-		enforceflags.Flags `embed:""`
-		WorkerBinary       string `required:"" help:"The pci-segment binary the worker runs from (pci-segment enforce passes its own)."`
-	} `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
+	LogLevel     string             `help:"Operator log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
+	WorkerBinary string             `required:"" help:"The pci-segment binary the worker runs from, root's and writable by root alone (pci-segment enforce passes its own)."`
+	Enforce      enforceflags.Flags `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
 }
 
 func main() {
@@ -43,7 +41,7 @@ func main() {
 		}))
 	log := hclog.New(&hclog.LoggerOptions{Name: "pci-segment", Level: hclog.LevelFromString(c.LogLevel), Output: os.Stderr})
 	cfg := c.Enforce.Config(c.LogLevel)
-	cfg.WorkerBinary = c.Enforce.WorkerBinary
+	cfg.WorkerBinary = c.WorkerBinary
 	if err := loader.Enforce(cfg, log); err != nil {
 		log.Error(err.Error())
 		os.Exit(1)

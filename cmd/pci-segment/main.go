@@ -167,8 +167,8 @@ func execLoader() error {
 	if err != nil {
 		return fmt.Errorf("pass this binary to the loader: %w", err)
 	}
-	args := append([]string{"pci-segment-loader"}, os.Args[1:]...)
-	args = append(args, fmt.Sprintf("--worker-binary=/proc/self/fd/%d", fd))
+	// First, before anything the operator typed, a "--" included.
+	args := append([]string{"pci-segment-loader", fmt.Sprintf("--worker-binary=/proc/self/fd/%d", fd)}, os.Args[1:]...)
 	err = unix.Exec(self+"-loader", args, os.Environ())
 	return fmt.Errorf("start the loader %s-loader, which make build and make install put beside pci-segment: %w", self, err)
 }
