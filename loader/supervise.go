@@ -221,9 +221,9 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 	exited, msgs := s.w.done, s.msgs
 	var violation error
 	for {
+		going := exited == nil || violation != nil // no news or requests for it
 		select {
 		case sig := <-sigc:
-			going := exited == nil || violation != nil
 			switch {
 			case going && (sig == syscall.SIGHUP || sig == syscall.SIGUSR1):
 				s.log.Info("reload or audit rotation while the worker is replaced: the next worker reads the policies and opens the audit file afresh", "signal", sig)
@@ -245,7 +245,7 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 			timer.Reset(exitGrace)
 		case <-s.links:
 			if s.attached {
-				s.followLinks(exited != nil && violation == nil)
+				s.followLinks(!going)
 			}
 		case <-timer.C:
 			switch {
