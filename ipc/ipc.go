@@ -284,28 +284,20 @@ func (c *Conn) Recv(ctx context.Context) (Message, error) {
 }
 
 // parseRights takes the descriptors out of a control message the kernel
-// built; anything but SCM_RIGHTS is refused and its descriptors closed.
+// built; anything but SCM_RIGHTS is refused and every descriptor closed.
 func parseRights(oob []byte) ([]int, error) {
-	if len(oob) == 0 {
-		return nil, nil
-	}
 	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, fmt.Errorf("parse control message: %w", err)
-	}
 	var fds []int
-	var bad error
 	for _, m := range msgs {
-		rights, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			bad = fmt.Errorf("unexpected control message level %d type %d", m.Header.Level, m.Header.Type)
-			continue
+		rights, rerr := unix.ParseUnixRights(&m)
+		if rerr != nil {
+			err = fmt.Errorf("level %d type %d, not SCM_RIGHTS", m.Header.Level, m.Header.Type)
 		}
 		fds = append(fds, rights...)
 	}
-	if bad != nil {
+	if err != nil {
 		closeAll(fds)
-		return nil, bad
+		return nil, fmt.Errorf("parse control message: %w", err)
 	}
 	return fds, nil
 }

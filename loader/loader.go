@@ -1,23 +1,27 @@
 // Package loader is the privileged half of pci-segment, the only code that
-// runs as root (in pci-segment-loader, a binary of its own); with ipc/ it
-// is small enough to read in one sitting, and a test holds the two to a
-// size budget. It decides and orders; the
-// privileged calls live with what they are about, each with its own tests:
-// privilege (capabilities, the service account), statedir (the worker's
-// directories, the audit keys), pins (bpffs), tcx (links), netif, sandbox
-// (seccomp), mac and bpf. It imports nothing that parses YAML, serves HTTP
-// or writes the audit log (a test holds it to that too): its inputs are its
-// command line and the worker's messages, each typed and checked.
+// runs as root (in pci-segment-loader, a binary of its own). It decides and
+// orders, and with ipc/ it is about 1,000 lines of code, to be read in one
+// sitting; the privileged calls live with what they are about, each with
+// its own tests: privilege (capabilities, the service account, the worker
+// binary, inherited descriptors), statedir (the worker's directories, the
+// audit keys), pins (bpffs, adopting pinned maps), tcx (links), netif,
+// systemd (the socket it passes), sandbox (seccomp), mac and bpf. A test
+// holds loader/ and ipc/ to a budget and counts every package the binary
+// links against another (size_test.go). It imports nothing that parses
+// YAML, serves HTTP or writes the audit log (a test holds it to that too):
+// its inputs are its command line and the worker's messages, each typed
+// and checked; the worker's command line it passes on unread.
 //
 // Enforce, in order:
 //  1. refuses to start without root and the capabilities it uses, on a
-//     kernel without tcx, or without the service account; closes what it
-//     inherited but systemd's socket; takes the pin directory's lock
-//     (--replace stops the holder) and refuses pins of another layout
-//     unless --replace (takeover.go);
+//     kernel without tcx, or without the service account; opens the
+//     worker binary, root's alone; closes what it inherited but systemd's
+//     socket; takes the pin directory's lock
+//     (--replace stops the holder: takeover.go);
 //  2. gives the service account its directories and loads the programs,
-//     over the pinned maps of its layout or fresh maps sized by --max-*;
-//  3. cuts every thread to the capabilities it still needs (drop.go):
+//     over the pinned maps of its layout or fresh maps sized by --max-*,
+//     refusing pins of another layout unless --replace (pins.LoadDatapath);
+//  3. cuts every thread to the capabilities it still needs (caps.go):
 //     CAP_BPF and CAP_NET_ADMIN to attach to interfaces that appear later,
 //     CAP_SETUID, CAP_SETGID and CAP_SETPCAP to start a new worker with
 //     nothing, CAP_KILL to stop one; installs its own seccomp filter
@@ -34,20 +38,15 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/ipc"
@@ -57,60 +56,38 @@ import (
 	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/sandbox"
 	"github.com/pci-segment/pci-segment/statedir"
+	"github.com/pci-segment/pci-segment/systemd"
 	"github.com/pci-segment/pci-segment/tcx"
 )
 
-// Config is the enforce command line.
+// Config is the enforce command line; the directories are absolute, and
+// so are the paths in WorkerArgs (enforceflags makes them so).
 type Config struct {
-	Policies    []string // -f: files, directories, globs; read by the worker
-	Interfaces  []string
-	Labels      string
-	PinDir      string
-	AuditDir    string
-	StateDir    string
-	MetricsAddr string
-	AllowRoot   bool
+	Interfaces []string
+	PinDir     string
+	AuditDir   string
+	StateDir   string
+	AllowRoot  bool
 	// Replace takes over from a running instance or from pins of another
 	// layout, swapping programs in place on the existing links.
 	Replace bool
-	// Monitor passes what the policy denies, counted and audited.
-	Monitor bool
-	// WebConfig is the metrics server's exporter-toolkit web
-	// configuration (TLS, basic authentication); "" for plain HTTP.
-	WebConfig string
 	// listener is the metrics socket systemd passed, for the worker.
 	listener *os.File
 	// Syslog is the syslog socket the worker gets a connection to, for a
-	// copy of each epoch's seal (and with SyslogRecords of every record);
-	// "" for none.
-	Syslog        string
-	SyslogRecords bool
-	LogLevel      string
-	Seccomp       string // the worker's filter: allowlist or denylist
+	// copy of each epoch's seal; "" for none.
+	Syslog string
 	// Sizes fix the map capacities (--max-prefixes, --max-port-entries,
 	// --max-flows); a zero field takes bpf.DefaultSizes.
 	Sizes bpf.Sizes
-	// WorkerBinary is the pci-segment binary the worker runs from.
+	// WorkerBinary is the pci-segment binary the worker runs from, and
+	// WorkerArgs its command line after `worker --identity ...`: the
+	// loader passes them on unread.
 	WorkerBinary string
+	WorkerArgs   []string
 }
 
 // Enforce runs the loader until SIGTERM/SIGINT or the worker's exit.
 func Enforce(cfg Config, log hclog.Logger) error {
-	// The worker runs in /: relative paths would mean something else there.
-	paths := []*string{&cfg.AuditDir, &cfg.StateDir, &cfg.PinDir}
-	if cfg.WebConfig != "" {
-		paths = append(paths, &cfg.WebConfig)
-	}
-	for i := range cfg.Policies {
-		paths = append(paths, &cfg.Policies[i])
-	}
-	for _, p := range paths {
-		abs, err := filepath.Abs(*p)
-		if err != nil {
-			return fmt.Errorf("resolve %q: %w", *p, err)
-		}
-		*p = abs
-	}
 	cfg.Sizes = cfg.Sizes.OrDefault()
 	if err := cfg.Sizes.Validate(); err != nil {
 		return err
@@ -120,18 +97,18 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	}
 	// Opened before anything inherited is closed: it may be a descriptor
 	// pci-segment enforce passed.
-	exe, err := workerBinary(cfg.WorkerBinary)
+	exe, err := privilege.OpenExecutable(cfg.WorkerBinary)
 	if err != nil {
-		return err
+		return fmt.Errorf("the worker binary (--worker-binary): %w", err)
 	}
 	defer exe.Close()
 	// The metrics socket systemd passed (socket activation), checked;
 	// whatever else this process inherited beyond stdio is closed.
-	listener, err := takeListener()
+	listener, err := systemd.Listener()
 	if err != nil {
 		return err
 	}
-	if err := closeInherited(listener); err != nil {
+	if err := privilege.CloseInherited(listener); err != nil {
 		return err
 	}
 	cfg.listener = listener
@@ -165,12 +142,12 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	defer keys.Close()
 	// The maps get their capacities here, once: a policy set that does
 	// not fit them is refused by the worker, naming the flag to raise.
-	objs, err := loadObjects(cfg, log)
+	objs, err := pins.LoadDatapath(cfg.PinDir, cfg.Replace, cfg.Sizes, log)
 	if err != nil {
 		return err
 	}
 	defer objs.Close()
-	readOnly, err := readOnlyMaps(objs, bpffs)
+	readOnly, err := pins.ReadOnlyMaps(objs, bpffs)
 	if err != nil {
 		return err
 	}
@@ -180,27 +157,6 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	debug.FreeOSMemory() // what loading used: the object file, the verifier's buffers
 	sup := &supervisor{exe: fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), cfg: cfg, acct: acct, maps: &objs.DatapathMaps, readOnly: readOnly, keys: keys, log: log}
 	return run(sup, objs, ifaces)
-}
-
-// takeListener takes the socket systemd passes by socket activation, the
-// metrics socket the worker serves on, which then opens none of its own.
-// One is expected, a listening TCP socket.
-func takeListener() (*os.File, error) {
-	files := activation.Files(true)
-	if len(files) == 0 {
-		return nil, nil
-	}
-	if len(files) > 1 {
-		return nil, fmt.Errorf("systemd passed %d sockets: pci-segment.socket has one, the metrics listener", len(files))
-	}
-	fd := int(files[0].Fd())
-	typ, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	acc, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-	dom, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err := errors.Join(err1, err2, err3); err != nil || typ != unix.SOCK_STREAM || acc != 1 || (dom != unix.AF_INET && dom != unix.AF_INET6) {
-		return nil, fmt.Errorf("the socket systemd passed is not a listening TCP socket (%v): pci-segment.socket has one, the metrics listener", err)
-	}
-	return files[0], nil
 }
 
 // run is the loader after the drop: start the worker, attach once it has
@@ -222,8 +178,8 @@ func run(sup *supervisor, objs *bpf.DatapathObjects, ifaces []netif.Interface) e
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	links := &tcx.Links{PinDir: cfg.PinDir, Names: cfg.Interfaces, Objs: objs, Log: log}
-	sup.onLinks = func() []ipc.Event { return linkEvents(links.Follow()) }
-	sup.enforcing = func() []ipc.Event { return linkEvents(links.Attached()) }
+	sup.onLinks = func() []ipc.Message { return linkEvents(links.Follow(), 0) }
+	sup.enforcing = func(count uint32) []ipc.Message { return linkEvents(links.Attached(), count) }
 	if sup.links, err = netif.Watch(log); err != nil {
 		log.Error("interfaces that appear later are not followed", "error", err)
 	}
@@ -248,46 +204,20 @@ func run(sup *supervisor, objs *bpf.DatapathObjects, ifaces []netif.Interface) e
 	if err != nil {
 		return err
 	}
+	sup.notify("STOPPING=1")
 	log.Info("stopping; pinned links keep enforcing", "signal", sig.String())
 	return nil
 }
 
-// workerArgs is the worker's command line: what it needs to find its
-// input and output, never anything it could use against the loader.
-func workerArgs(cfg Config, acct privilege.Account) []string {
-	args := []string{"--identity", acct.Identity.String(), "--labels", cfg.Labels, "--audit-dir", cfg.AuditDir, "--state-dir", cfg.StateDir,
-		"--metrics-addr", cfg.MetricsAddr, "--log-level", cfg.LogLevel,
-		"--max-prefixes", strconv.Itoa(cfg.Sizes.Prefixes), "--max-port-entries", strconv.Itoa(cfg.Sizes.PortEntries),
-		"--max-flows", strconv.Itoa(cfg.Sizes.Flows)}
-	if cfg.AllowRoot {
-		args = append(args, "--allow-root")
-	}
-	if cfg.Monitor {
-		args = append(args, "--mode", "monitor")
-	}
-	if cfg.WebConfig != "" {
-		args = append(args, "--web-config-file", cfg.WebConfig)
-	}
-	if cfg.SyslogRecords && cfg.Syslog != "" {
-		args = append(args, "--syslog-every-record")
-	}
-	if cfg.Seccomp != "" {
-		args = append(args, "--seccomp", cfg.Seccomp)
-	}
-	for _, p := range cfg.Policies {
-		args = append(args, "-f", p)
-	}
-	return args
-}
-
-// linkEvents are link changes as the worker audits them.
-func linkEvents(changes []tcx.Change) []ipc.Event {
-	out := make([]ipc.Event, len(changes))
+// linkEvents are link changes as the worker audits them, with count.
+func linkEvents(changes []tcx.Change, count uint32) []ipc.Message {
+	out := make([]ipc.Message, len(changes))
 	for i, c := range changes {
-		out[i] = ipc.Event{Kind: ipc.EventLinkDetached, Ifindex: uint32(c.Index), Text: c.Name}
+		ev := ipc.Event{Kind: ipc.EventLinkDetached, Ifindex: uint32(c.Index), Count: count, Text: c.Name}
 		if c.Attached {
-			out[i].Kind = ipc.EventLinkAttached
+			ev.Kind = ipc.EventLinkAttached
 		}
+		out[i] = ev
 	}
 	return out
 }

@@ -4,23 +4,26 @@ import (
 	"go/scanner"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
 
 // codeBudget caps the lines of code (neither blank nor only comment) of
-// this package and ipc/ together, test files aside: the privileged code is
-// meant to be read in one sitting, and grows only with a reason written
-// here. Known gap: the aim is about 1,000. The rest is the supervision of a
-// worker; jobs that could leave the loader, each at a cost: the output
-// relay (~45 lines; the worker would write to the journal itself and report
-// a seccomp kill over the channel), the metrics socket hand-over (~25; the
-// service would need an inet socket of its own), the syslog connection
-// (~15; the worker would open unix sockets), --replace (~25). Raised from
-// 1,190 to 1,210 for the worker's binary, opened and checked at start,
-// which a loader binary of its own needs.
-const codeBudget = 1210
+// this package and ipc/ together, test files aside: the loader's own logic,
+// what it decides and in which order, is meant to be read in one sitting
+// (the aim is about 1,000), and grows only with a reason written here. The
+// mechanisms it calls live with what they are about, each with its tests,
+// and rootBudget counts them with it.
+const codeBudget = 1040
+
+// rootBudget caps the code of every package of this module that
+// pci-segment-loader links, the whole of what runs as root, generated code
+// aside (bpf2go's; the auditor reads the C it comes from). Moving code out
+// of the loader does not move it out of this count.
+const rootBudget = 4600
 
 func TestPrivilegedCodeStaysSmall(t *testing.T) {
 	total, comments := 0, 0
@@ -41,6 +44,40 @@ func TestPrivilegedCodeStaysSmall(t *testing.T) {
 	t.Logf("loader/ and ipc/: %d lines of code, %d blank or comment lines", total, comments)
 	if total > codeBudget {
 		t.Errorf("loader/ and ipc/ hold %d lines of code, over the budget of %d: move what is not the loader's own logic to the package it is about, or cut", total, codeBudget)
+	}
+}
+
+func TestRootProcessCodeIsCounted(t *testing.T) {
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{if .Module}}{{.ImportPath}} {{.Dir}} {{join .GoFiles \" \"}} {{join .CgoFiles \" \"}}{{end}}", "../cmd/pci-segment-loader").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	total, pkgs := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || !strings.HasPrefix(f[0], "github.com/pci-segment/pci-segment") {
+			continue // another module's
+		}
+		code := 0
+		for _, name := range f[2:] {
+			file := filepath.Join(f[1], name)
+			if src, err := os.ReadFile(file); err == nil && strings.HasPrefix(string(src), "// Code generated") {
+				continue
+			}
+			n, _ := countLines(t, file)
+			code += n
+		}
+		t.Logf("%6d %s", code, strings.TrimPrefix(f[0], "github.com/pci-segment/pci-segment/"))
+		total += code
+		pkgs++
+	}
+	t.Logf("pci-segment-loader: %d lines of code of this module, in %d packages", total, pkgs)
+	if pkgs < 5 {
+		t.Fatalf("only %d of this module's packages listed:\n%s", pkgs, out)
+	}
+	if total > rootBudget {
+		t.Errorf("what runs as root holds %d lines of code, over the budget of %d: cut, or raise it with the reason", total, rootBudget)
 	}
 }
 

@@ -43,7 +43,7 @@ type worker struct {
 
 // spawnWorker starts exe as `pci-segment worker` under acct, with the IPC
 // socket as fd 3. exe is /proc/self/fd/N in production: the pci-segment
-// binary the loader opened at start (workerBinary). It starts with no
+// binary the loader opened at start (privilege.OpenExecutable). It starts with no
 // capability (privilege.StartBare), under NoNewPrivs, in
 // the worker's MAC confinement when one is expected.
 func spawnWorker(exe string, args, env []string, acct privilege.Account, ipcEnd *os.File, log hclog.Logger) (*worker, error) {

@@ -62,9 +62,10 @@ type supervisor struct {
 	// links signals interface changes; onLinks then follows them, once
 	// attached, and returns what the worker should audit.
 	links   <-chan struct{}
-	onLinks func() []ipc.Event
-	// enforcing lists the interfaces attached, for a new worker.
-	enforcing func() []ipc.Event
+	onLinks func() []ipc.Message
+	// enforcing lists the interfaces attached as events with count (1:
+	// for a new worker, what was attached before it).
+	enforcing func(count uint32) []ipc.Message
 
 	attached bool
 	w        *worker
@@ -106,7 +107,6 @@ func (s *supervisor) serve(sigc <-chan os.Signal) (os.Signal, error) {
 		var f fatal
 		switch {
 		case errors.As(why, &sig):
-			s.notify("STOPPING=1")
 			return sig.Signal, nil
 		case errors.As(why, &f):
 			return nil, f.error
@@ -145,7 +145,6 @@ func (s *supervisor) pause(sigc <-chan os.Signal, d time.Duration) os.Signal {
 				s.log.Info("reload or audit rotation while no worker runs: the next worker reads the policies and opens the audit file afresh", "signal", sig)
 				continue
 			}
-			s.notify("STOPPING=1")
 			return sig
 		case <-t.C:
 			return nil
@@ -167,7 +166,7 @@ func (s *supervisor) start() error {
 	if err != nil {
 		return err
 	}
-	w, err := spawnWorker(s.exe, workerArgs(s.cfg, s.acct), workerEnv(), s.acct, end, s.log)
+	w, err := spawnWorker(s.exe, append([]string{"--identity", s.acct.Identity.String()}, s.cfg.WorkerArgs...), workerEnv(), s.acct, end, s.log)
 	end.Close()
 	if err != nil {
 		conn.Close()
@@ -282,32 +281,27 @@ func (s *supervisor) watch(sigc <-chan os.Signal) error {
 
 // handle acts on a message the monitor accepted.
 func (s *supervisor) handle(m ipc.Message) error {
-	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-	defer cancel()
 	switch m := m.(type) {
 	case ipc.Hello:
 		set, err := s.setup(!m.ChainState)
 		if err != nil {
 			return fatal{err}
 		}
-		err = s.conn.Send(ctx, set)
+		err = s.send(set)
 		if fd := set.Take(ipc.FDSyslog); fd >= 0 {
 			unix.Close(fd) // the worker's alone
 		}
 		if err != nil {
 			return fmt.Errorf("hand the worker its setup: %w", err)
 		}
-		var events []ipc.Event
+		var news []ipc.Message
 		if s.attached {
-			for _, ev := range s.enforcing() {
-				ev.Count = 1 // what is attached already, not a change
-				events = append(events, ev)
-			}
+			news = s.enforcing(1)
 		}
 		if s.restarts > 0 {
-			events = append(events, ipc.Event{Kind: ipc.EventWorkerRestarted, Count: s.restarts, Text: s.lastWhy[:min(len(s.lastWhy), ipc.MaxText)]})
+			news = append(news, ipc.Event{Kind: ipc.EventWorkerRestarted, Count: s.restarts, Text: s.lastWhy[:min(len(s.lastWhy), ipc.MaxText)]})
 		}
-		return s.send(ctx, events)
+		return s.send(news...)
 	case ipc.Applied:
 		s.log.Info("policy applied by worker", "generation", m.Generation, "set_hash", fmt.Sprintf("%x", m.SetHash))
 		if !s.attached {
@@ -315,7 +309,7 @@ func (s *supervisor) handle(m ipc.Message) error {
 				return fatal{err}
 			}
 			s.attached = true
-			if err := s.send(ctx, s.enforcing()); err != nil {
+			if err := s.send(s.enforcing(0)...); err != nil {
 				return err
 			}
 			// What changed while it started (the netlink signals came
@@ -329,16 +323,21 @@ func (s *supervisor) handle(m ipc.Message) error {
 	case ipc.Alive:
 		// The watchdog hears from the loader only what the worker
 		// confirms: a worker that hangs or keeps dying lets it fire.
+		// (systemd ignores it when the unit sets no WatchdogSec.)
 		s.notify("WATCHDOG=1")
 	}
 	return nil
 }
 
-// send tells the worker what the loader saw, for its audit log.
-func (s *supervisor) send(ctx context.Context, events []ipc.Event) error {
-	for _, ev := range events {
-		if err := s.conn.Send(ctx, ev); err != nil {
-			return fmt.Errorf("tell worker about %s: %w", ev.Text, err)
+// send gives the worker msgs (the setup, a reload, what the loader saw for
+// its audit log), each within sendTimeout.
+func (s *supervisor) send(msgs ...ipc.Message) error {
+	for _, m := range msgs {
+		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+		err := s.conn.Send(ctx, m) // its error names the message
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -399,11 +398,6 @@ func (s *supervisor) notify(state ...string) {
 	if !s.attached {
 		return // nothing enforces yet: not ready, and not alive either
 	}
-	if state[0] == "WATCHDOG=1" {
-		if d, err := daemon.SdWatchdogEnabled(false); err != nil || d == 0 {
-			return
-		}
-	}
 	if _, err := daemon.SdNotify(false, strings.Join(state, "\n")); err != nil {
 		s.log.Warn("notify systemd", "state", state[0], "error", err)
 	}
@@ -418,9 +412,7 @@ func (s *supervisor) followLinks(tell bool) {
 	if !tell || s.mon.State != ipc.StateRunning {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-	defer cancel()
-	if err := s.send(ctx, events); err != nil {
+	if err := s.send(events...); err != nil {
 		s.log.Error("tell worker about an interface change", "error", err)
 	}
 }
@@ -432,9 +424,7 @@ func (s *supervisor) reload() {
 		s.log.Info("reload requested while the worker starts; it reads the policies afresh")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-	defer cancel()
-	if err := s.conn.Send(ctx, ipc.Reload{}); err != nil {
+	if err := s.send(ipc.Reload{}); err != nil {
 		s.log.Error("forward reload to worker", "error", err)
 		return
 	}

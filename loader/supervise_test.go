@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
@@ -39,9 +38,6 @@ const fakeWorkerEnv = "PCI_SEGMENT_TEST_FAKE_WORKER"
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeWorkerEnv) != "" {
 		os.Exit(fakeWorker(argAfter("--labels"), filepath.Join(argAfter("--audit-dir"), "misbehaved")))
-	}
-	if os.Getenv(listenerChildEnv) != "" {
-		os.Exit(listenerChild())
 	}
 	os.Exit(m.Run())
 }
@@ -215,16 +211,15 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer objs.Close()
-			readOnly := map[string]*ebpf.Map{}
-			for name := range bpf.WorkerReadOnly {
-				m, _ := objs.ByName(name)
-				ro, err := pins.ReadOnly(m, "/sys/fs/bpf")
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ro.Close()
-				readOnly[name] = ro
+			readOnly, err := pins.ReadOnlyMaps(objs, "/sys/fs/bpf")
+			if err != nil {
+				t.Fatal(err)
 			}
+			defer func() {
+				for _, m := range readOnly {
+					m.Close()
+				}
+			}()
 			// The fake worker, as nobody, leaves its marker here.
 			dir := t.TempDir()
 			for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
@@ -240,14 +235,14 @@ func TestProtocolViolationsRestartTheWorker(t *testing.T) {
 			sup := &supervisor{
 				keys:      keys,
 				exe:       exe,
-				cfg:       Config{Sizes: bpf.DefaultSizes, Labels: mode, AuditDir: dir},
+				cfg:       Config{Sizes: bpf.DefaultSizes, WorkerArgs: []string{"--labels", mode, "--audit-dir", dir}},
 				acct:      privilege.Account{User: "nobody", Group: "nogroup", Identity: privilege.Identity{UID: 65534, GID: 65534}},
 				maps:      &objs.DatapathMaps,
 				readOnly:  readOnly,
 				log:       hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info}),
 				onApplied: func() error { applied++; return nil },
-				enforcing: func() []ipc.Event { return nil },
-				onLinks:   func() []ipc.Event { return nil },
+				enforcing: func(uint32) []ipc.Message { return nil },
+				onLinks:   func() []ipc.Message { return nil },
 			}
 			sigc := make(chan os.Signal, 1)
 			type served struct {

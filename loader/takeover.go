@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/pins"
 )
 
@@ -39,36 +38,4 @@ func claim(cfg Config, log hclog.Logger) (*os.File, error) {
 		}
 	}
 	return nil, fmt.Errorf("the running instance (pid %d) kept %s for %v after SIGTERM", holder, cfg.PinDir, replaceWait)
-}
-
-// loadObjects loads the datapath for this start, from what the pin
-// directory holds: over the pinned maps of this layout when a running or
-// earlier instance left them (so the policy in force, connection tracking
-// and the counters carry on), or afresh. Pins of an interrupted start (maps
-// but no link: nothing enforces from them) are removed first. Pins of
-// another layout are never reused: without --replace they stop the start.
-func loadObjects(cfg Config, log hclog.Logger) (*bpf.DatapathObjects, error) {
-	adopt, err := pins.Adoptable(cfg.PinDir, cfg.Replace, len((&bpf.DatapathMaps{}).All()), log)
-	if err != nil {
-		return nil, err
-	}
-	if !adopt {
-		return bpf.LoadWithSizes(cfg.Sizes)
-	}
-	dir := pins.LayoutDir(cfg.PinDir)
-	maps, err := pins.LoadMaps(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		for _, m := range maps {
-			m.Close()
-		}
-	}()
-	objs, err := bpf.LoadOver(cfg.Sizes, maps)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("adopting the pins in place: the policy in force and connection tracking carry on", "pin_dir", dir)
-	return objs, nil
 }

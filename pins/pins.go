@@ -160,9 +160,9 @@ func isLayout(name string) bool {
 	return strings.HasPrefix(name, "v") && err == nil && n > 0
 }
 
-// LoadMaps opens the pinned maps of a layout directory by name (every pin
+// loadMaps opens the pinned maps of a layout directory by name (every pin
 // that is not a link).
-func LoadMaps(dir string) (map[string]*ebpf.Map, error) {
+func loadMaps(dir string) (map[string]*ebpf.Map, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read pin directory: %w", err)
@@ -351,4 +351,23 @@ func samePinnedLink(p string, l link.Link) bool {
 	a, err1 := pinned.Info()
 	b, err2 := l.Info()
 	return err1 == nil && err2 == nil && a.ID == b.ID
+}
+
+// ReadOnlyMaps opens read-only descriptors of the maps in
+// bpf.WorkerReadOnly, the evidence the worker reports but must never reset.
+func ReadOnlyMaps(objs *bpf.DatapathObjects, bpffs string) (map[string]*ebpf.Map, error) {
+	ro := map[string]*ebpf.Map{}
+	for name := range bpf.WorkerReadOnly {
+		m, err := objs.ByName(name)
+		if err == nil {
+			ro[name], err = ReadOnly(m, bpffs)
+		}
+		if err != nil {
+			for _, m := range ro {
+				m.Close()
+			}
+			return nil, err
+		}
+	}
+	return ro, nil
 }

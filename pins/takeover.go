@@ -101,13 +101,13 @@ func RemoveLayout(dir string, log hclog.Logger) error {
 	return os.Remove(dir)
 }
 
-// Adoptable decides what a start does with the pins below pinDir, and
+// adoptable decides what a start does with the pins below pinDir, and
 // reports whether this layout's remain to be adopted. Pins of another
 // layout are never reused as they are: without replace they stop the
 // start. Pins of this layout from an interrupted start (some of its maps
 // and no link: nothing enforced from them) are removed; maps is how many
 // a complete set has.
-func Adoptable(pinDir string, replace bool, maps int, log hclog.Logger) (bool, error) {
+func adoptable(pinDir string, replace bool, maps int, log hclog.Logger) (bool, error) {
 	layouts, err := Layouts(pinDir)
 	if err != nil {
 		return false, err
@@ -131,4 +131,36 @@ func Adoptable(pinDir string, replace bool, maps int, log hclog.Logger) (bool, e
 		}
 	}
 	return false, nil
+}
+
+// LoadDatapath loads the datapath for this start, from what pinDir
+// holds: over the pinned maps of this layout when a running or
+// earlier instance left them (so the policy in force, connection tracking
+// and the counters carry on), or afresh. Pins of an interrupted start (maps
+// but no link: nothing enforces from them) are removed first. Pins of
+// another layout are never reused: without replace they stop the start.
+func LoadDatapath(pinDir string, replace bool, sizes bpf.Sizes, log hclog.Logger) (*bpf.DatapathObjects, error) {
+	adopt, err := adoptable(pinDir, replace, len((&bpf.DatapathMaps{}).All()), log)
+	if err != nil {
+		return nil, err
+	}
+	if !adopt {
+		return bpf.LoadWithSizes(sizes)
+	}
+	dir := LayoutDir(pinDir)
+	maps, err := loadMaps(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, m := range maps {
+			m.Close()
+		}
+	}()
+	objs, err := bpf.LoadOver(sizes, maps)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("adopting the pins in place: the policy in force and connection tracking carry on", "pin_dir", dir)
+	return objs, nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/pci-segment/pci-segment/bpf"
 )
 
-// Adoptable reads only names, so plain files stand in for pins here; the
+// adoptable reads only names, so plain files stand in for pins here; the
 // e2e tests take over real ones.
 func TestAdoptableDecidesWhatAStartDoesWithPins(t *testing.T) {
 	const maps = 3
@@ -42,13 +42,13 @@ func TestAdoptableDecidesWhatAStartDoesWithPins(t *testing.T) {
 					os.WriteFile(p, nil, 0o600)
 				}
 			}
-			adopt, err := Adoptable(pinDir, c.replace, maps, hclog.NewNullLogger())
+			adopt, err := adoptable(pinDir, c.replace, maps, hclog.NewNullLogger())
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err = %v, want one naming %s", err, c.err)
 				}
 			} else if err != nil || adopt != c.adopt {
-				t.Fatalf("Adoptable = %v, %v; want %v", adopt, err, c.adopt)
+				t.Fatalf("adoptable = %v, %v; want %v", adopt, err, c.adopt)
 			}
 			for _, p := range c.left {
 				if _, err := os.Stat(filepath.Join(ours, p)); err != nil {

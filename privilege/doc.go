@@ -1,5 +1,9 @@
 // Package privilege reads what a process is allowed to do: its ids, groups,
-// capability sets, NoNewPrivs and seccomp state.
+// capability sets, NoNewPrivs and seccomp state; and sets it: it cuts a
+// process to the capabilities it keeps ([LimitProcess]), starts a child with
+// nothing ([StartBare]) from a binary only root can change
+// ([OpenExecutable]), and closes what a process inherited
+// ([CloseInherited]).
 //
 // The loader uses it to check the worker it started and the worker uses it
 // to check itself. All of this state is per thread in the kernel, so

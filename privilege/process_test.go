@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(limitChildEnv) != "" {
 		os.Exit(limitChild())
 	}
+	if os.Getenv(inheritChildEnv) != "" {
+		os.Exit(inheritChild())
+	}
 	if os.Getenv(bareChildEnv) != "" {
 		b, err := os.ReadFile("/proc/self/status")
 		if err != nil {

@@ -1,6 +1,5 @@
-// Package systemd holds the service pair (pci-segment.service and .socket),
-// its sysusers.d and tmpfiles.d entries and the MAC drop-ins; these tests
-// measure them with the real systemd-analyze.
+// These tests measure the service pair, its sysusers.d and tmpfiles.d
+// entries and the MAC drop-ins with the real systemd-analyze.
 package systemd
 
 import (
@@ -76,6 +75,6 @@ func TestUnitCapabilitiesAreTheLoadersNeeds(t *testing.T) {
 	got := strings.Fields(string(m[1]))
 	want := []string{"CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("CapabilityBoundingSet %v, want %v (loader/checks.go requiredCaps)", got, want)
+		t.Errorf("CapabilityBoundingSet %v, want %v (loader/caps.go requiredCaps)", got, want)
 	}
 }

@@ -40,9 +40,12 @@ func main() {
 			os.Exit(code)
 		}))
 	log := hclog.New(&hclog.LoggerOptions{Name: "pci-segment", Level: hclog.LevelFromString(c.LogLevel), Output: os.Stderr})
-	cfg := c.Enforce.Config(c.LogLevel)
-	cfg.WorkerBinary = c.WorkerBinary
-	if err := loader.Enforce(cfg, log); err != nil {
+	cfg, err := c.Enforce.Config(c.LogLevel)
+	if err == nil {
+		cfg.WorkerBinary = c.WorkerBinary
+		err = loader.Enforce(cfg, log)
+	}
+	if err != nil {
 		log.Error(err.Error())
 		os.Exit(1)
 	}

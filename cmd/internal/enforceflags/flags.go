@@ -3,6 +3,11 @@
 package enforceflags
 
 import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/loader"
 )
@@ -30,13 +35,58 @@ type Flags struct {
 	MaxFlows       int `default:"32768" help:"Connections tracked at once; sizes connection tracking."`
 }
 
-// Config is the loader's configuration from f, with the operator log level.
-func (f Flags) Config(logLevel string) loader.Config {
-	return loader.Config{
-		Policies: f.Files, Interfaces: f.Interface, Labels: f.Labels, PinDir: f.PinDir,
-		AuditDir: f.AuditDir, StateDir: f.StateDir, MetricsAddr: f.MetricsAddr,
-		AllowRoot: f.AllowRoot, Replace: f.Replace, WebConfig: f.WebConfigFile, Syslog: f.Syslog, SyslogRecords: f.SyslogEveryRecord,
-		Monitor: f.Mode == "monitor", LogLevel: logLevel, Seccomp: f.Seccomp,
-		Sizes: bpf.Sizes{Prefixes: f.MaxPrefixes, PortEntries: f.MaxPortEntries, Flows: f.MaxFlows},
+// Config is the loader's configuration from f, with the operator log
+// level. Paths are made absolute first: the worker runs in /.
+func (f Flags) Config(logLevel string) (loader.Config, error) {
+	type path struct {
+		flag string
+		p    *string
 	}
+	paths := []path{{"--pin-dir", &f.PinDir}, {"--audit-dir", &f.AuditDir}, {"--state-dir", &f.StateDir}}
+	if f.WebConfigFile != "" { // none: plain HTTP
+		paths = append(paths, path{"--web-config-file", &f.WebConfigFile})
+	}
+	f.Files = slices.Clone(f.Files)
+	for i := range f.Files {
+		paths = append(paths, path{"--file", &f.Files[i]})
+	}
+	for _, p := range paths {
+		if *p.p == "" {
+			return loader.Config{}, fmt.Errorf("%s is empty: give a path", p.flag)
+		}
+		abs, err := filepath.Abs(*p.p)
+		if err != nil {
+			return loader.Config{}, fmt.Errorf("resolve %s %q: %w", p.flag, *p.p, err)
+		}
+		*p.p = abs
+	}
+	return loader.Config{
+		Interfaces: f.Interface, PinDir: f.PinDir, AuditDir: f.AuditDir, StateDir: f.StateDir,
+		AllowRoot: f.AllowRoot, Replace: f.Replace, Syslog: f.Syslog,
+		Sizes:      bpf.Sizes{Prefixes: f.MaxPrefixes, PortEntries: f.MaxPortEntries, Flows: f.MaxFlows},
+		WorkerArgs: f.workerArgs(logLevel),
+	}, nil
+}
+
+// workerArgs is the worker's command line but for --identity, which the
+// loader adds: what it needs to find its input and output. The loader
+// passes it on without reading it.
+func (f Flags) workerArgs(logLevel string) []string {
+	args := []string{"--labels", f.Labels, "--audit-dir", f.AuditDir, "--state-dir", f.StateDir,
+		"--metrics-addr", f.MetricsAddr, "--log-level", logLevel, "--mode", f.Mode, "--seccomp", f.Seccomp,
+		"--max-prefixes", strconv.Itoa(f.MaxPrefixes), "--max-port-entries", strconv.Itoa(f.MaxPortEntries),
+		"--max-flows", strconv.Itoa(f.MaxFlows)}
+	if f.AllowRoot {
+		args = append(args, "--allow-root")
+	}
+	if f.WebConfigFile != "" {
+		args = append(args, "--web-config-file", f.WebConfigFile)
+	}
+	if f.SyslogEveryRecord && f.Syslog != "" {
+		args = append(args, "--syslog-every-record")
+	}
+	for _, p := range f.Files {
+		args = append(args, "-f", p)
+	}
+	return args
 }

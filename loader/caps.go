@@ -17,6 +17,16 @@ import (
 var requiredCaps = []privilege.Cap{privilege.CapBPF, privilege.CapNetAdmin, privilege.CapPerfmon,
 	privilege.CapSetuid, privilege.CapSetgid, privilege.CapSetpcap, privilege.CapKill}
 
+// keptCaps are the capabilities the loader keeps once the programs are
+// loaded and the directories made: to start a new worker (SETUID, SETGID
+// to change identity; SETPCAP to empty the worker's bounding set; KILL to
+// stop a worker of another uid) and to attach to interfaces (BPF,
+// NET_ADMIN). PERFMON (needed by the verifier at load), CHOWN (the audit
+// directory) and every other capability are gone, from every thread
+// (privilege.LimitProcess).
+var keptCaps = []privilege.Cap{privilege.CapBPF, privilege.CapNetAdmin, privilege.CapSetuid,
+	privilege.CapSetgid, privilege.CapSetpcap, privilege.CapKill}
+
 // checkPrivileges refuses to run without root, or names each missing
 // capability.
 func checkPrivileges() error {

@@ -1,4 +1,4 @@
-package loader
+package systemd
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ const listenerChildEnv = "PCI_SEGMENT_TEST_LISTENER_CHILD"
 
 func listenerChild() int {
 	os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid())) // systemd sets the child's pid
-	f, err := takeListener()
+	f, err := Listener()
 	if err != nil {
 		fmt.Println(err)
 		return 2
@@ -25,10 +25,17 @@ func listenerChild() int {
 	return 0
 }
 
+func TestMain(m *testing.M) {
+	if os.Getenv(listenerChildEnv) != "" {
+		os.Exit(listenerChild())
+	}
+	os.Exit(m.Run())
+}
+
 // Only a listening TCP socket is taken as the metrics socket; a unix
 // listener, a UDP socket or a connected socket stops the start, naming
 // what was expected.
-func TestTakeListenerWantsAListeningTCPSocket(t *testing.T) {
+func TestListenerWantsAListeningTCPSocket(t *testing.T) {
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
