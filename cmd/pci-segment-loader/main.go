@@ -14,6 +14,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pci-segment/pci-segment/cmd/internal/buildinfo"
 	"github.com/pci-segment/pci-segment/cmd/internal/enforceflags"
 	"github.com/pci-segment/pci-segment/loader"
 )
@@ -24,6 +25,7 @@ func init() { runtime.LockOSThread() }
 
 type cli struct {
 	LogLevel     string             `help:"Operator log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
+	Version      kong.VersionFlag   `help:"Print the version and exit."`
 	WorkerBinary string             `required:"" help:"The pci-segment binary the worker runs from, root's and writable by root alone (pci-segment enforce passes its own)."`
 	Enforce      enforceflags.Flags `cmd:"" help:"Load the datapath, start the worker and enforce the policies (root)."`
 }
@@ -33,6 +35,7 @@ func main() {
 	_ = os.WriteFile("/proc/self/comm", []byte("pci-segment"), 0)
 	var c cli
 	kong.Parse(&c, kong.Name("pci-segment-loader"), kong.Description("The root half of pci-segment enforce."),
+		kong.Vars{"version": buildinfo.Version("pci-segment-loader")},
 		kong.Exit(func(code int) {
 			if code != 0 {
 				code = 2 // kong's usage errors, as pci-segment's

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/alecthomas/kong"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/bpf"
+	"github.com/pci-segment/pci-segment/cmd/internal/buildinfo"
 	"github.com/pci-segment/pci-segment/cmd/internal/enforceflags"
 	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/policy"
@@ -66,26 +66,6 @@ type workerCmd struct {
 	MaxFlows          int
 }
 
-// version names the build: the module version and VCS revision Go records.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "pci-segment (unknown build)"
-	}
-	v := "pci-segment " + bi.Main.Version
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			v += " " + s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				v += " (modified)"
-			}
-		}
-	}
-	return v + " " + bi.GoVersion
-}
-
 func logger(name, level string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(level), Output: os.Stderr,
 		// The worker's lines reach the operator through the loader,
@@ -99,7 +79,7 @@ func main() {
 	var c cli
 	parser, err := kong.New(&c, kong.Name("pci-segment"),
 		kong.Description("PCI-DSS network segmentation enforced with eBPF."),
-		kong.Vars{"version": version()},
+		kong.Vars{"version": buildinfo.Version("pci-segment")},
 		kong.Exit(func(code int) {
 			// kong exits 80 on usage errors; the documented code is 2.
 			if code != 0 {

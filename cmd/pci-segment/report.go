@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/pci-segment/pci-segment/cmd/internal/buildinfo"
 	"github.com/pci-segment/pci-segment/report"
 )
 
@@ -43,7 +44,7 @@ func (c *reportCmd) run(stderr io.Writer) int {
 		}
 	}
 	r := report.Build(report.Options{Files: c.Files, Labels: c.Labels, PinDir: c.PinDir, StateDir: c.StateDir,
-		AuditDir: c.AuditDir, Key: c.Key, Version: version()})
+		AuditDir: c.AuditDir, Key: c.Key, Version: buildinfo.Version("pci-segment")})
 	var buf bytes.Buffer
 	var err error
 	if format == "json" {
