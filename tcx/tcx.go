@@ -247,8 +247,8 @@ func (l *Links) keepStray(old []string, links map[string]link.Link) error {
 			if _, ours := links[e.Name()]; !ok || ours {
 				continue
 			}
-			if _, err := net.InterfaceByIndex(index); err != nil {
-				continue // gone: its link went with it
+			if gone(index) {
+				continue // its link went with it
 			}
 			prog := l.Objs.PciIngress
 			if dir == "egress" {
