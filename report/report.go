@@ -375,30 +375,23 @@ func allowances(set *policy.Set, labels map[string]string, ps PolicySet) Allowan
 }
 
 // sample is an address the peer admits, for the evaluator: its first
-// address, or the first of its blocks not excepted.
+// address, or the first of its blocks not excepted. The excepts, sorted by
+// their first address, are passed in one walk: prefixes are nested or
+// disjoint, so one that starts above a sample that none before it covers
+// cannot cover it either.
 func sample(pe policy.Peer) (netip.Addr, bool) {
 	if !pe.CIDR.IsValid() {
 		return netip.MustParseAddr("192.0.2.1"), true
 	}
+	except := slices.Clone(pe.Except)
+	slices.SortFunc(except, func(x, y netip.Prefix) int { return x.Masked().Addr().Compare(y.Masked().Addr()) })
 	a := pe.CIDR.Addr()
-	for range 64 {
-		if !pe.CIDR.Contains(a) {
-			return netip.Addr{}, false
-		}
-		excepted := false
-		for _, e := range pe.Except {
-			if e.Contains(a) {
-				excepted = true
-				// Past the except: its last address plus one.
-				a = lastOf(e).Next()
-				break
-			}
-		}
-		if !excepted {
-			return a, true
+	for _, e := range except {
+		if e.Contains(a) {
+			a = lastOf(e).Next() // past it; invalid past the last address
 		}
 	}
-	return netip.Addr{}, false
+	return a, a.IsValid() && pe.CIDR.Contains(a)
 }
 
 func lastOf(p netip.Prefix) netip.Addr {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,4 +240,31 @@ func mustLabels(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// The evaluator's sample address gets past any number of excepts, in any
+// order, nested or adjacent, and says so when none is left.
+func TestSampleGetsPastEveryExcept(t *testing.T) {
+	p := netip.MustParsePrefix
+	var many []netip.Prefix
+	for i := 199; i >= 0; i-- { // 200 adjacent /24s, last first
+		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 0}), 24))
+	}
+	for _, tc := range []struct {
+		name string
+		peer policy.Peer
+		want string // "" for none
+	}{
+		{"no except", policy.Peer{CIDR: p("10.1.0.0/16")}, "10.1.0.0"},
+		{"200 adjacent", policy.Peer{CIDR: p("10.1.0.0/16"), Except: many}, "10.1.200.0"},
+		{"nested", policy.Peer{CIDR: p("10.0.0.0/8"), Except: []netip.Prefix{p("10.0.0.0/24"), p("10.0.0.0/16"), p("10.1.0.0/16")}}, "10.2.0.0"},
+		{"a gap between", policy.Peer{CIDR: p("10.0.0.0/8"), Except: []netip.Prefix{p("10.0.2.0/24"), p("10.0.0.0/24")}}, "10.0.1.0"},
+		{"all of it", policy.Peer{CIDR: p("10.1.0.0/16"), Except: []netip.Prefix{p("10.0.0.0/8")}}, ""},
+		{"all of IPv6", policy.Peer{CIDR: p("::/0"), Except: []netip.Prefix{p("::/1"), p("8000::/1")}}, ""},
+	} {
+		a, ok := sample(tc.peer)
+		if got := map[bool]string{true: a.String(), false: ""}[ok]; got != tc.want {
+			t.Errorf("%s: sample = %q, want %q", tc.name, got, tc.want)
+		}
+	}
 }
