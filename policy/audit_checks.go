@@ -3,6 +3,7 @@ package policy
 import (
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -12,7 +13,30 @@ import (
 const (
 	JustificationAnnotation = "pci-segment/justification"
 	pciDSSAnnotationPrefix  = "pci-dss"
+	// RequirementAnnotation lists the PCI-DSS requirements a policy
+	// implements, by number and comma-separated ("1.3.1, 1.3.2"); the
+	// compliance report cites them.
+	RequirementAnnotation = "pci-dss/requirement"
 )
+
+// requirementNumber is a PCI-DSS v4.0 requirement or sub-requirement:
+// 1 to 12 or an appendix (A1 to A3), then up to three numbered levels.
+var requirementNumber = regexp.MustCompile(`^(A[1-3]|1[0-2]|[1-9])(\.[0-9]{1,2}){0,3}$`)
+
+// Requirements splits a RequirementAnnotation value into its requirement
+// numbers; bad is the first entry that is not one, "" when all are.
+func Requirements(value string) (reqs []string, bad string) {
+	for _, q := range strings.Split(value, ",") {
+		switch q = strings.TrimSpace(q); {
+		case q == "": // a stray comma
+		case requirementNumber.MatchString(q):
+			reqs = append(reqs, q)
+		case bad == "":
+			bad = q
+		}
+	}
+	return reqs, bad
+}
 
 // Audit judges a loaded set against PCI-DSS v4.0 and returns its errors and
 // warnings (see "Findings" in the package documentation), sorted by file,
@@ -118,6 +142,15 @@ func (a *auditor) policy(p *Policy) {
 			"CDE policy has no %s annotation; add one naming the requirement it implements, "+
 				"e.g. pci-dss/requirement: \"1.3.1\", so the scope documentation can cite this segmentation control",
 			pciDSSAnnotationPrefix))
+	}
+	if v, ok := p.Metadata.Annotations[RequirementAnnotation]; cde && ok {
+		field, fix := "metadata.annotations."+RequirementAnnotation, `list the requirements this policy implements by number, comma-separated, e.g. "1.3.1, 1.3.2"`
+		switch reqs, bad := Requirements(v); {
+		case bad != "":
+			a.add(a.at(checkAnnotation, p, field, p.Source.Line, "%s %q: %q is not a PCI-DSS requirement number; %s", RequirementAnnotation, v, bad, fix))
+		case len(reqs) == 0:
+			a.add(a.at(checkAnnotation, p, field, p.Source.Line, "%s names no requirement; %s", RequirementAnnotation, fix))
+		}
 	}
 	for _, d := range directions {
 		rules := p.Rules(d)

@@ -515,6 +515,21 @@ func TestAuditWarnsAboutAMissingPCIDSSAnnotation(t *testing.T) {
 		},
 		{name: "CDE policy with one", docs: cdeSet(auditDoc("p", cde, annotated, body))},
 		{name: "any key starting pci-dss counts", docs: cdeSet(auditDoc("p", cde, `{pci-dss.example.com/scope: cde}`, body))},
+		{name: "requirements and appendices by number", docs: cdeSet(auditDoc("p", cde, `{pci-dss/requirement: "1.3.1, 12.5.2,A3.2.1, 1,"}`, body))},
+		{
+			name: "a requirement that is not a number", docs: cdeSet(auditDoc("p", cde, `{pci-dss/requirement: "1.3.1, segmentation"}`, body)),
+			want: []found{{"12.5.2", "warning", "metadata.annotations.pci-dss/requirement",
+				`pci-dss/requirement "1.3.1, segmentation": "segmentation" is not a PCI-DSS requirement number; list the requirements this policy implements by number, comma-separated, e.g. "1.3.1, 1.3.2"`}},
+		},
+		{
+			name: "a requirement out of range", docs: cdeSet(auditDoc("p", cde, `{pci-dss/requirement: "13.1"}`, body)),
+			want: []found{{"12.5.2", "warning", "metadata.annotations.pci-dss/requirement", `"13.1" is not a PCI-DSS requirement number`}},
+		},
+		{
+			name: "an empty requirement", docs: cdeSet(auditDoc("p", cde, `{pci-dss/requirement: " , "}`, body)),
+			want: []found{{"12.5.2", "warning", "metadata.annotations.pci-dss/requirement", "pci-dss/requirement names no requirement"}},
+		},
+		{name: "a free-text requirement outside the CDE", docs: []string{auditDoc("p", "{role: web}", `{pci-dss/requirement: "n/a"}`, body)}},
 		{name: "not a CDE policy", docs: []string{auditDoc("p", "{role: web}", "", body)}},
 		{
 			name: "a policy for every host, when a selector names a CDE host", docs: cdeSet(auditDoc("p", "", "", body)),

@@ -27,7 +27,9 @@
 //	cde-every-port          warning  1.2.5   a CDE rule that allows every port of a protocol
 //	insecure-service        warning  1.2.6   a rule admitting a port of a cleartext service, with no
 //	                                         justification
-//	cde-pci-dss-annotation  warning  12.5.2  a CDE policy with no annotation key starting "pci-dss"
+//	cde-pci-dss-annotation  warning  12.5.2  a CDE policy with no annotation key starting "pci-dss",
+//	                                         or whose pci-dss/requirement is not a list of
+//	                                         requirement numbers (1.3.1, A3.2.1)
 //	host-no-policy          warning  1.2.1   with --labels: no policy applies to the host
 //	cde-ungoverned-ingress  warning  1.3.1   a CDE host whose ingress no applying policy governs
 //	cde-ungoverned-egress   warning  1.3.2   a CDE host whose egress no applying policy governs

@@ -248,12 +248,9 @@ func policies(set *policy.Set, labels map[string]string, fs []*policy.Finding) (
 	byFile := map[string][]int{}
 	if set != nil {
 		for _, p := range set.Policies {
-			reqs := []string{}
-			for _, q := range strings.Split(p.Metadata.Annotations["pci-dss/requirement"], ",") {
-				if q = strings.TrimSpace(q); q != "" {
-					reqs = append(reqs, q)
-				}
-			}
+			// Those that are requirement numbers; a finding names the rest.
+			reqs, _ := policy.Requirements(p.Metadata.Annotations[policy.RequirementAnnotation])
+			reqs = append([]string{}, reqs...)
 			desc := strings.TrimSpace(p.Metadata.Annotations["pci-dss/description"])
 			if desc == "" {
 				desc = "none given (annotation pci-dss/description)"
