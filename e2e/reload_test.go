@@ -187,8 +187,17 @@ func TestRejectedReloadKeepsThePolicyInForce(t *testing.T) {
 	for i, bad := range []struct{ body, why string }{
 		{strings.Replace(v2Policy, "policyTypes", "policyTypo", 1), "policyTypo"},
 		{bigger, "--max-prefixes"},
+		// Emptied in place, as `: >` or an editor that truncates
+		// before it writes leaves it.
+		{"", "holds no policy document"},
 	} {
-		replaceFile(t, filepath.Join(dir, "cde.yaml"), bad.body)
+		if bad.body == "" {
+			if err := os.Truncate(filepath.Join(dir, "cde.yaml"), 0); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			replaceFile(t, filepath.Join(dir, "cde.yaml"), bad.body)
+		}
 		e.waitLog(t, "worker refused to reload; the policy in force stays", i+1)
 		if !strings.Contains(e.out.String(), bad.why) {
 			t.Errorf("the refusal does not name %q:\n%s", bad.why, e.out.String())
@@ -196,11 +205,11 @@ func TestRejectedReloadKeepsThePolicyInForce(t *testing.T) {
 		mustConnect(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 443))
 		mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 8443))
 	}
-	if recs := e.auditRecords(t, "policy_rejected"); len(recs) != 2 {
-		t.Errorf("%d policy_rejected records, want 2", len(recs))
+	if recs := e.auditRecords(t, "policy_rejected"); len(recs) != 3 {
+		t.Errorf("%d policy_rejected records, want 3", len(recs))
 	}
-	if got := metricValue(t, e.scrape(t), `pci_segment_reloads_total{result="rejected"}`); got != 2 {
-		t.Errorf("reloads rejected = %v, want 2", got)
+	if got := metricValue(t, e.scrape(t), `pci_segment_reloads_total{result="rejected"}`); got != 3 {
+		t.Errorf("reloads rejected = %v, want 3", got)
 	}
 	if strings.Contains(e.out.String(), "generation=2") {
 		t.Errorf("a rejected set was applied:\n%s", e.out.String())
