@@ -174,10 +174,11 @@ type statusProg struct {
 }
 
 type statusPolicy struct {
-	Generation uint64 `json:"generation"`
-	SetSHA256  string `json:"set_sha256"`
-	Layout     uint32 `json:"layout"`
-	Mode       string `json:"mode"`
+	Generation uint64   `json:"generation"`
+	SetSHA256  string   `json:"set_sha256"`
+	Layout     uint32   `json:"layout"`
+	Mode       string   `json:"mode"`
+	Governed   []string `json:"governed"`
 }
 
 // runStatus runs `pci-segment status` for e's instance, as uid (with its
@@ -393,6 +394,9 @@ func TestStatusShowsTheSplitAsProcSeesIt(t *testing.T) {
 			s.Policy.SetSHA256 != appliedHash(t, e) {
 			t.Errorf("policy %+v; want generation 1, layout %d, the set hash of the audit log", s.Policy, bpf.LayoutVersion)
 		}
+		if s.Policy != nil && !slices.Equal(s.Policy.Governed, []string{"ingress", "egress"}) {
+			t.Errorf("governed %q, want both directions, as labPolicy's policyTypes say", s.Policy.Governed)
+		}
 		if s.Counters == nil {
 			t.Error("root sees no counters")
 		}
@@ -534,5 +538,34 @@ func TestStatusNamesAProgramAttachedAheadOfOurs(t *testing.T) {
 	text, err := runStatus(t, e, 0, 0)
 	if err != nil || !strings.Contains(string(text), "ahead_of_ours") {
 		t.Errorf("status text (%v) does not name the program ahead:\n%s", err, text)
+	}
+}
+
+// A set that governs nothing on this host (its policies select other
+// hosts) is in force and filters nothing: the worker's log, the metrics
+// and status say so, in words an operator cannot miss.
+func TestAHostNothingGovernsIsSaidToBeUnfiltered(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	l := lab.New(t)
+	other := strings.Replace(labPolicy, "pci-env: cde", "pci-env: other", 1)
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"other.yaml": other}), enforceOpts{})
+	e.waitLog(t, "nothing is filtered", 1)
+	scrape := e.scrape(t)
+	for _, d := range []string{"ingress", "egress"} {
+		if got := metricValue(t, scrape, `pci_segment_governed{direction="`+d+`"}`); got != 0 {
+			t.Errorf("pci_segment_governed %s = %v, want 0", d, got)
+		}
+	}
+	s := statusOf(t, e, 0, 0)
+	if s.Policy == nil || s.Policy.Governed == nil || len(s.Policy.Governed) != 0 {
+		t.Errorf("status policy %+v, want governed []", s.Policy)
+	}
+	if !slices.ContainsFunc(s.Findings, func(f string) bool { return strings.Contains(f, "NOTHING IS FILTERED") }) {
+		t.Errorf("findings %q do not say nothing is filtered", s.Findings)
+	}
+	out, err := runStatus(t, e, 0, 0)
+	if err != nil || strings.Count(string(out), "NOT FILTERED: no policy in force governs it") != 2 {
+		t.Errorf("status text (%v) does not say both directions are not filtered:\n%s", err, out)
 	}
 }

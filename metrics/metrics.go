@@ -29,8 +29,11 @@ type Metrics struct {
 	LastApplied      prometheus.Gauge
 	Reloads          *prometheus.CounterVec // by result: applied, rejected
 	Policies         prometheus.Gauge
-	Rules            prometheus.Gauge
-	WorkerRestarts   prometheus.Counter
+	// Governed is 1 for each direction a policy in force governs, 0 for
+	// one that is not filtered.
+	Governed       *prometheus.GaugeVec
+	Rules          prometheus.Gauge
+	WorkerRestarts prometheus.Counter
 	// Enforcing is 1 per interface the loader reports attached (both
 	// directions), by interface name: bounded by the host's interfaces.
 	Enforcing         *prometheus.GaugeVec
@@ -69,6 +72,10 @@ func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 			Name: "pci_segment_policies",
 			Help: "Policies of the set in force that select this host.",
 		}),
+		Governed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pci_segment_governed",
+			Help: "1 for a direction (ingress, egress) a policy in force governs, where what no rule allows is dropped; 0 for one that is not filtered.",
+		}, []string{"direction"}),
 		Rules: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pci_segment_rules",
 			Help: "Rules of the policies in force.",
@@ -106,7 +113,7 @@ func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 		m.Reloads.WithLabelValues(r) // present at 0 from the start, for rate() and alerts
 	}
 	reg.MustRegister(m.PolicyGeneration, m.MonitorMode, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
-		m.Policies, m.Rules, m.WorkerRestarts, m.Enforcing, m.Overrides,
+		m.Policies, m.Governed, m.Rules, m.WorkerRestarts, m.Enforcing, m.Overrides,
 		&datapath{counters: counters, readErr: m.DatapathReadError}, privileges{}, m.hits, m.maps,
 		collectors.NewBuildInfoCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

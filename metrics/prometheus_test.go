@@ -51,6 +51,16 @@ func TestShippedAlertRulesAndScrapeConfigPassPromtool(t *testing.T) {
 	}
 }
 
+// The alerts fire on what they name, over series as the worker exports
+// them (promtool's rule unit tests, testdata/alerts_test.yml).
+func TestShippedAlertsFireOnWhatTheyName(t *testing.T) {
+	tool := promtool(t)
+	out, err := exec.Command(tool, "test", "rules", "testdata/alerts_test.yml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
 func TestAScrapePassesPromtoolCheckMetrics(t *testing.T) {
 	tool := promtool(t)
 	m := New(counters(t))

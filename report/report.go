@@ -123,6 +123,9 @@ type Live struct {
 	Running bool   `json:"running"`
 	Why     string `json:"why,omitempty"` // when not running, or what could not be read
 	Mode    string `json:"mode,omitempty"`
+	// Governed are the directions a policy in force governs; null when
+	// unread.
+	Governed []string `json:"governed"`
 	// Generation and SetSHA256 are in force; MatchesFiles compares the
 	// hash with the files'.
 	Generation   uint64            `json:"generation"`
@@ -132,6 +135,10 @@ type Live struct {
 	Counters     *status.Counters  `json:"counters"`
 	Conntrack    *status.Conntrack `json:"conntrack"`
 }
+
+// Unfiltered reports that the half in force was read and governs neither
+// direction: every packet passes.
+func (l Live) Unfiltered() bool { return l.Governed != nil && len(l.Governed) == 0 }
 
 // Unmatched are the policies in force whose rules let no flow in during
 // the window (PCI-DSS Req 1.2.7's review of rules no longer needed).
@@ -414,7 +421,7 @@ func live(st *status.Status, filesHash string) Live {
 		return l
 	}
 	l.Running = true
-	l.Mode, l.Generation, l.SetSHA256 = st.Policy.Mode, st.Policy.Generation, st.Policy.SetSHA256
+	l.Mode, l.Governed, l.Generation, l.SetSHA256 = st.Policy.Mode, st.Policy.Governed, st.Policy.Generation, st.Policy.SetSHA256
 	l.MatchesFiles = filesHash != "" && filesHash == st.Policy.SetSHA256
 	l.Links, l.Counters, l.Conntrack = st.Links, st.Counters, st.Conntrack
 	var why []string

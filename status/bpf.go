@@ -514,17 +514,29 @@ func (g *gatherer) policy(dir string, pins []Pin) *Policy {
 		g.finding("the info map holds generation 0: no policy was ever applied to these maps")
 	}
 	p := &Policy{Generation: v.Generation, SetSHA256: hex.EncodeToString(v.SetHash[:]), Layout: v.Layout}
-	p.Mode = g.mode(dir, pins)
-	if p.Mode == "monitor" {
-		g.finding("MONITOR MODE: the host is not segmented; packets the policy denies pass, counted and audited as would-be denials")
+	if hc := g.halfInForce(dir, pins); hc != nil {
+		p.Mode, p.Governed = "enforce", []string{}
+		if hc.Monitor != 0 {
+			p.Mode = "monitor"
+			g.finding("MONITOR MODE: the host is not segmented; packets the policy denies pass, counted and audited as would-be denials")
+		}
+		for i, d := range []string{"ingress", "egress"} {
+			if hc.Governed[i] != 0 {
+				p.Governed = append(p.Governed, d)
+			}
+		}
+		if len(p.Governed) == 0 && v.Generation > 0 {
+			g.finding("NOTHING IS FILTERED: no policy in force governs ingress or egress of this host, so every packet passes; check the policy files and --labels")
+		}
 	}
 	return p
 }
 
-// mode reads the half in force: does it enforce or only monitor?
-func (g *gatherer) mode(dir string, pins []Pin) string {
+// halfInForce reads the configuration of the half in force: whether it
+// enforces or only monitors, and the directions its policies govern.
+func (g *gatherer) halfInForce(dir string, pins []Pin) *bpf.DatapathHalfConfig {
 	if !hasPin(pins, bpf.DatapathMapSelector) || !hasPin(pins, bpf.DatapathMapHalves) {
-		return ""
+		return nil
 	}
 	sel, err1 := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.DatapathMapSelector), &ebpf.LoadPinOptions{ReadOnly: true})
 	halves, err2 := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.DatapathMapHalves), &ebpf.LoadPinOptions{ReadOnly: true})
@@ -543,13 +555,10 @@ func (g *gatherer) mode(dir string, pins []Pin) string {
 		}
 	}
 	if err != nil {
-		g.unavailable("enforcement mode (selector and halves)", err)
-		return ""
+		g.unavailable("enforcement mode and governed directions (selector and halves)", err)
+		return nil
 	}
-	if hc.Monitor != 0 {
-		return "monitor"
-	}
-	return "enforce"
+	return &hc
 }
 
 // counters reads the pinned per-CPU counters.

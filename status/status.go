@@ -99,6 +99,9 @@ type Policy struct {
 	// Mode is "enforce", or "monitor" when what the policy denies passes
 	// (counted and audited): the host is then not segmented.
 	Mode string `json:"mode,omitempty"`
+	// Governed lists the directions a policy in force governs ("ingress",
+	// "egress"); the others are not filtered. null when unread.
+	Governed []string `json:"governed"`
 }
 
 // Counters are the datapath's counters, summed over CPUs.

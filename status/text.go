@@ -90,6 +90,15 @@ func (s *Status) WriteText(w io.Writer) error {
 		case "enforce":
 			p("  mode\tenforce")
 		}
+		if s.Policy.Governed != nil {
+			for _, d := range []string{"ingress", "egress"} {
+				if slices.Contains(s.Policy.Governed, d) {
+					p("  %s\tgoverned: what no rule allows is dropped", d)
+				} else {
+					p("  %s\tNOT FILTERED: no policy in force governs it", d)
+				}
+			}
+		}
 	}
 
 	p("")

@@ -100,6 +100,12 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 	a.ready.policy()
 	a.met.PolicyGeneration.Set(float64(gen))
 	a.met.Policies.Set(float64(len(compiled.Policies)))
+	for _, d := range []policy.Direction{policy.Ingress, policy.Egress} {
+		a.met.Governed.WithLabelValues(d.String()).Set(map[bool]float64{true: 1}[compiled.Governed[d]])
+	}
+	if !compiled.Governed[policy.Ingress] && !compiled.Governed[policy.Egress] {
+		a.log.Warn("no applying policy governs ingress or egress: nothing is filtered", "policies", len(compiled.Policies), "labels", a.cfg.Labels)
+	}
 	n4 := 0
 	for _, e := range compiled.Addrs {
 		if e.Prefix.Addr().Is4() {
