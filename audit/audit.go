@@ -304,7 +304,7 @@ func (w *Writer) openFile() error {
 
 // start begins a new chain with a chain-start record.
 func (w *Writer) start(chain string, first Key) error {
-	held := "the loader's first key, a copy of which is in the state directory's audit-keys/" + chain + ".key"
+	held := "the loader's first key, a copy of which the loader keeps in its key directory (--key-dir) as " + chain + ".key"
 	if first == (Key{}) || chain == "" {
 		k, err := NewKey()
 		if err != nil {
@@ -723,7 +723,16 @@ func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closed = true
-	err := w.flush(true)
+	// A clean stop seals what the epoch holds, so that the state (and the
+	// syslog copy) anchor the log to its last record: a cut of the tail
+	// then shows. A crash leaves the epoch open, its tail unanchored.
+	var err error
+	if w.inEpoch > 0 {
+		err = w.seal(time.Now())
+	}
+	if ferr := w.flush(true); err == nil {
+		err = ferr
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}

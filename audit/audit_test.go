@@ -488,13 +488,13 @@ func TestSyslogSealsShowACutTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeN(t, w, 3500, 0) // three seals
+	writeN(t, w, 3500, 0) // three seals, and a fourth as it closes
 	w.Close()
 	export := filepath.Join(t.TempDir(), "syslog")
 	os.WriteFile(export, syslog.Bytes(), 0o640)
 	seals, err := ReadSeals(export)
-	if err != nil || len(seals) != 3 {
-		t.Fatalf("seals %v, %v; want 3", seals, err)
+	if err != nil || len(seals) != 4 {
+		t.Fatalf("seals %v, %v; want 4", seals, err)
 	}
 	if err := CheckSeals(dir, seals); err != nil {
 		t.Fatalf("an intact log: %v", err)
@@ -614,5 +614,66 @@ func TestConcurrentCloseClosesOnce(t *testing.T) {
 	}
 	if _, err := Verify(dir, map[string]Key{chain: first}, nil); err != nil {
 		t.Errorf("the log after concurrent closes: %v", err)
+	}
+}
+
+// A clean stop seals the epoch, so that the state anchors the last record:
+// a cut of the last few records then shows, where before the next seal it
+// could not.
+func TestACleanStopAnchorsTheTail(t *testing.T) {
+	dir, stateDir, chain, first := chainDirs(t)
+	w, err := Open(dir, stateDir, chain, first, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, w, 10, 0)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := LoadState(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]Key{chain: first}
+	rep, err := Verify(dir, keys, &st)
+	if err != nil || rep.Anchored != rep.LastSeq {
+		t.Fatalf("after a clean stop: %+v, %v; want every record anchored", rep, err)
+	}
+	editLines(t, filepath.Join(dir, FileName), func(ls [][]byte) [][]byte { return ls[:len(ls)-3] })
+	var p *Problem
+	if _, err := Verify(dir, keys, &st); !errors.As(err, &p) || p.Kind != "truncated" {
+		t.Errorf("the last three records cut: %v, want truncated", err)
+	}
+}
+
+// A first key anyone else could have written proves nothing: one the
+// service account owns, or one its group or others may write, is refused.
+func TestReadKeysRefusesAKeyOthersCouldWrite(t *testing.T) {
+	testenv.RequireRoot(t)
+	key := strings.Repeat("ab", 32) + "\n"
+	for name, c := range map[string]struct {
+		uid     int
+		mode    os.FileMode
+		dirMode os.FileMode
+		ok      bool
+	}{
+		"root's, 0400":            {0, 0o400, 0o700, true},
+		"the account's":           {65534, 0o400, 0o700, false},
+		"writable by others":      {0, 0o602, 0o700, false},
+		"in a group-writable dir": {0, 0o400, 0o770, false},
+	} {
+		dir := filepath.Join(t.TempDir(), "keys")
+		os.Mkdir(dir, c.dirMode)
+		os.Chmod(dir, c.dirMode)
+		f := filepath.Join(dir, "00112233445566778899aabbccddeeff.key")
+		os.WriteFile(f, []byte(key), 0o400)
+		os.Chmod(f, c.mode)
+		os.Chown(f, c.uid, c.uid)
+		for _, p := range []string{dir, f} {
+			_, err := ReadKeys(p)
+			if c.ok && err != nil || !c.ok && (err == nil || !strings.Contains(err.Error(), "proves nothing")) {
+				t.Errorf("%s, read as %s: %v", name, filepath.Base(p), err)
+			}
+		}
 	}
 }

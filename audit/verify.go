@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -113,6 +114,9 @@ type Report struct {
 	// chain); without a key only the order and the links are.
 	Keyed   bool   `json:"keyed"`
 	LastSeq uint64 `json:"last_seq"`
+	// Anchored is the last record the worker's state vouches for: a cut
+	// of the records after it would not show (0 without the state).
+	Anchored uint64 `json:"anchored"`
 	// FromSeq is the first record there: above 1 when retention removed
 	// the files before it (each rotated file starts with a record naming
 	// its chain, from which the verifier goes on).
@@ -242,6 +246,7 @@ func Verify(dir string, keys map[string]Key, state *State) (Report, error) {
 	}
 	rep.LastSeq = seq
 	if state != nil && state.Chain == chain {
+		rep.Anchored = state.Seq
 		want, _ := hex.DecodeString(state.MAC)
 		switch {
 		case seq < state.Seq:
@@ -334,7 +339,10 @@ func CheckSeals(dir string, seals []Seal) error {
 // one file per chain, named by it, holding the key in hex.
 func KeyFile(dir, chain string) string { return filepath.Join(dir, chain+".key") }
 
-// ReadKeys reads first keys: a key file, or a directory of them.
+// ReadKeys reads first keys: a key file, or a directory of them. A key
+// proves nothing if someone other than root or the caller could have
+// written it, so each file and the directory holding it must be owned by
+// one of them and writable by no one else.
 func ReadKeys(path string) (map[string]Key, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -346,6 +354,11 @@ func ReadKeys(path string) (map[string]Key, error) {
 	}
 	keys := map[string]Key{}
 	for _, f := range files {
+		for _, p := range []string{filepath.Dir(f), f} {
+			if err := trusted(p); err != nil {
+				return nil, err
+			}
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("read audit key: %w", err)
@@ -359,4 +372,22 @@ func ReadKeys(path string) (map[string]Key, error) {
 		keys[strings.TrimSuffix(filepath.Base(f), ".key")] = k
 	}
 	return keys, nil
+}
+
+// trusted refuses a key file or directory that someone other than root or
+// the caller owns, or that its group or others may write (but for a
+// sticky directory).
+func trusted(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("read audit key: %w", err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	// A sticky directory (/tmp) lets no one replace another's file.
+	shared := fi.Mode().Perm()&0o022 != 0 && (!fi.IsDir() || fi.Mode()&os.ModeSticky == 0)
+	if (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || shared {
+		return fmt.Errorf("audit key %s is owned by uid %d with mode %v: a key someone else could have written proves nothing; "+
+			"use the loader's key directory (--key-dir, root's), or a copy only you can write", p, st.Uid, fi.Mode().Perm())
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -80,10 +81,10 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 		}
 	}
 
-	keys := filepath.Join(e.stateDir, "audit-keys")
+	keys := e.keyDir
 	entries, err := os.ReadDir(keys)
 	if err != nil || len(entries) != 1 {
-		t.Fatalf("audit-keys holds %v (%v), want one first key", entries, err)
+		t.Fatalf("the key directory holds %v (%v), want one first key", entries, err)
 	}
 	for p, mode := range map[string]os.FileMode{keys: os.ModeDir | 0o700, filepath.Join(keys, entries[0].Name()): 0o400} {
 		st, err := os.Stat(p)
@@ -116,16 +117,43 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 	}
 	verify("1 chains")
 
+	// Without the key nothing is called intact: exit 3, and the output
+	// says what was not checked.
+	out, err := exec.Command(binary, "audit", "verify", "--state-dir", e.stateDir, e.auditDir).CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 3 || !strings.Contains(string(out), "NOT VERIFIED") ||
+		!strings.Contains(string(out), "MACs NOT checked") || strings.Contains(string(out), "intact") {
+		t.Errorf("audit verify without --key: %v\n%s", err, out)
+	}
+
+	// A clean stop sealed the epoch, so the state anchors the last
+	// record: a copy of the log with its last record cut fails.
+	cut := t.TempDir()
+	if out, err := exec.Command("cp", "-a", e.auditDir+"/.", cut).CombinedOutput(); err != nil {
+		t.Fatalf("copy the audit directory: %v\n%s", err, out)
+	}
+	live := filepath.Join(cut, "audit.log")
+	b, err := os.ReadFile(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	os.WriteFile(live, []byte(strings.Join(lines[:len(lines)-1], "")), 0o640)
+	out, err = exec.Command(binary, "audit", "verify", "--key", keys, "--state-dir", e.stateDir, cut).CombinedOutput()
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 || !strings.Contains(string(out), "truncated") {
+		t.Errorf("audit verify of a log with its last record cut: %v\n%s", err, out)
+	}
+
 	// One byte changed in a record: verify names it.
 	log, _ := filepath.Glob(filepath.Join(e.auditDir, "audit-*.log"))
-	b, err := os.ReadFile(log[0])
+	b, err = os.ReadFile(log[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	i := strings.Index(string(b), `"outcome":"deny"`)
 	b[i+len(`"outcome":"`)] = 'D'
 	os.WriteFile(log[0], b, 0o640)
-	out, err := exec.Command(binary, "audit", "verify", "--key", keys, "--state-dir", e.stateDir, e.auditDir).CombinedOutput()
+	out, err = exec.Command(binary, "audit", "verify", "--key", keys, "--state-dir", e.stateDir, e.auditDir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "FAILED") || !strings.Contains(string(out), "modified") {
 		t.Errorf("audit verify of an edited log: %v\n%s", err, out)
 	}
@@ -208,7 +236,7 @@ func TestFullAuditDiskChangesNoVerdictAndLeavesAGapRecord(t *testing.T) {
 	}
 	e.cmd.Process.Signal(syscall.SIGTERM)
 	e.wait(t)
-	out, err := exec.Command(binary, "audit", "verify", "--key", filepath.Join(e.stateDir, "audit-keys"), "--state-dir", e.stateDir, auditDir).CombinedOutput()
+	out, err := exec.Command(binary, "audit", "verify", "--key", e.keyDir, "--state-dir", e.stateDir, auditDir).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "intact") {
 		t.Errorf("audit verify after the full disk: %v\n%s", err, out)
 	}

@@ -467,7 +467,7 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 		t.Errorf("worker holds %d map fds, want the %d it is sent", maps, len(bpf.WorkerMaps))
 	}
 
-	checkLoaderDescriptors(t, loaderPID, leak.Name(), e.pinDir)
+	checkLoaderDescriptors(t, loaderPID, leak.Name(), e.pinDir, e.keyDir)
 
 	// Its own session, no controlling terminal: stat fields 6 (session)
 	// and 7 (tty_nr), counted after the parenthesised command name.
@@ -488,7 +488,7 @@ func TestWorkerGetsOnlyItsDescriptorsAndNoTerminal(t *testing.T) {
 // the single-instance lock, and the binary workers run from. No link
 // (pinned), no other map, nothing it inherited, no file or socket beyond
 // those.
-func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
+func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir, keyDir string) {
 	t.Helper()
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
@@ -510,7 +510,7 @@ func checkLoaderDescriptors(t *testing.T, pid int, inherited, pinDir string) {
 			kind = "lock"
 		case target == binary:
 			kind = "worker binary"
-		case strings.HasSuffix(target, "/state/audit-keys"):
+		case target == keyDir:
 			kind = "audit keys"
 		case strings.HasPrefix(target, "/sys/fs/cgroup/") && strings.Contains(target, "/cpu"):
 			// The Go runtime's own, read-only: the cgroup CPU limit it

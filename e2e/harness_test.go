@@ -105,6 +105,7 @@ type enforcer struct {
 	pinDir   string
 	auditDir string
 	stateDir string
+	keyDir   string
 	user     string
 }
 
@@ -167,6 +168,7 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 		pinDir:   "/sys/fs/bpf/pci-segment-e2e-" + randomHex(t, 6),
 		auditDir: filepath.Join(worldDir(t), "audit"),
 		stateDir: filepath.Join(worldDir(t), "state"),
+		keyDir:   filepath.Join(worldDir(t), "keys"),
 	}
 	if o.pinDir != "" {
 		e.pinDir = o.pinDir
@@ -190,7 +192,7 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 	}
 	e.cmd = l.Command(l.HostNS, bin, "enforce", "-f", policies,
 		"--interface", l.HostIf, "--labels", labels,
-		"--pin-dir", e.pinDir, "--audit-dir", e.auditDir, "--state-dir", e.stateDir,
+		"--pin-dir", e.pinDir, "--audit-dir", e.auditDir, "--state-dir", e.stateDir, "--key-dir", e.keyDir,
 		"--metrics-addr", "127.0.0.1:9720")
 	e.cmd.Args = append(e.cmd.Args, o.args...)
 	e.cmd.Env = env

@@ -44,7 +44,7 @@ func TestReportEqualsStatusAndTheMaps(t *testing.T) {
 	for range 5 {
 		before = statusNow(t, e)
 		cmd := exec.Command(binary, "report", "-f", dir, "--labels", "pci-env=cde,role=web", "-o", out,
-			"--pin-dir", e.pinDir, "--state-dir", e.stateDir, "--audit-dir", e.auditDir, "--key", filepath.Join(e.stateDir, "audit-keys"))
+			"--pin-dir", e.pinDir, "--state-dir", e.stateDir, "--audit-dir", e.auditDir, "--key", e.keyDir)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("report: %v\n%s", err, b)
 		}

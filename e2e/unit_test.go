@@ -36,12 +36,12 @@ func TestLoaderRunsUnderTheUnitsBoundingSet(t *testing.T) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	// As tmpfiles.d/pci-segment.conf makes them.
-	for d, mode := range map[string]os.FileMode{e.auditDir: 0o750, e.stateDir: 0o751} {
+	for d, mode := range map[string]os.FileMode{e.auditDir: 0o750, e.stateDir: 0o750} {
 		os.Mkdir(d, mode)
 		os.Chmod(d, mode)
 		os.Chown(d, uid, gid)
 	}
-	os.Mkdir(filepath.Join(e.stateDir, "audit-keys"), 0o700)
+	os.Mkdir(e.keyDir, 0o700)
 
 	// The unit's bounding set (setpriv), then its system call filter
 	// and address families (this test binary as a wrapper, building them

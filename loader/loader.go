@@ -67,7 +67,9 @@ type Config struct {
 	PinDir     string
 	AuditDir   string
 	StateDir   string
-	AllowRoot  bool
+	// KeyDir is the root-only directory of the audit chains' first keys.
+	KeyDir    string
+	AllowRoot bool
 	// Replace takes over from a running instance or from pins of another
 	// layout, swapping programs in place on the existing links.
 	Replace bool
@@ -135,7 +137,7 @@ func Enforce(cfg Config, log hclog.Logger) error {
 	// Only a failed start returns: the directory Lock made goes, unless
 	// it holds pins.
 	defer pins.RemoveIfEmpty(cfg.PinDir)
-	keys, err := statedir.Prepare(cfg.AuditDir, cfg.StateDir, acct.UID, acct.GID)
+	keys, err := statedir.Prepare(cfg.AuditDir, cfg.StateDir, cfg.KeyDir, acct.UID, acct.GID)
 	if err != nil {
 		return err
 	}

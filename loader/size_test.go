@@ -22,8 +22,10 @@ const codeBudget = 1040
 // rootBudget caps the code of every package of this module that
 // pci-segment-loader links, the whole of what runs as root, generated code
 // aside (bpf2go's; the auditor reads the C it comes from). Moving code out
-// of the loader does not move it out of this count.
-const rootBudget = 4600
+// of the loader does not move it out of this count. Raised from 4,600 to
+// 4,650 for --version, the checks on the key directory (root's alone, all
+// the way up) and the refusal of empty paths.
+const rootBudget = 4650
 
 func TestPrivilegedCodeStaysSmall(t *testing.T) {
 	total, comments := 0, 0

@@ -369,7 +369,7 @@ func (s *supervisor) setup(newChain bool) (ipc.Setup, error) {
 			return set, err
 		}
 		s.log.Info("new audit chain; its first key is kept for the auditor", "chain", hex.EncodeToString(set.Chain[:]),
-			"key_file", filepath.Join(s.cfg.StateDir, statedir.KeyDir, name))
+			"key_file", filepath.Join(s.cfg.KeyDir, name))
 	}
 	if s.cfg.listener != nil {
 		set.Names, set.FDs = append(set.Names, ipc.FDListener), append(set.FDs, int(s.cfg.listener.Fd()))

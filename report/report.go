@@ -498,18 +498,23 @@ func auditReport(dir, stateDir, key string) AuditReport {
 	case rep.Records == 0:
 		a.Detail = "the audit directory holds no records"
 	default:
-		a.Result = "intact"
 		a.Detail = fmt.Sprintf("records %d to %d in order and linked", rep.FromSeq, rep.LastSeq)
 		if a.Keyed {
+			a.Result = "intact"
 			a.Detail += ", every MAC checked with the chains' first keys"
 		} else {
-			a.Detail += "; MACs not checked: no first key given (--key)"
+			// Without the keys an edited record does not show: the log
+			// is not shown intact, only not visibly broken.
+			a.Detail += "; MACs NOT checked: no first key given (--key), so an edited record would not show"
 		}
 		switch {
 		case stateErr != nil:
 			a.Detail += "; the worker's chain state could not be read (" + stateErr.Error() + "), so a truncated tail would not show"
 		case state == nil:
 			a.Detail += "; no worker chain state, so a truncated tail would not show"
+		case rep.Anchored < rep.LastSeq:
+			a.Detail += fmt.Sprintf("; the worker's state anchors the tail up to record %d: a cut of records %d to %d would not show until their epoch is sealed",
+				rep.Anchored, rep.Anchored+1, rep.LastSeq)
 		}
 	}
 	return a

@@ -46,6 +46,7 @@ DEMO=$(mktemp -d /tmp/pci-segment-demo.XXXXXX)
 PIN_DIR=/sys/fs/bpf/pci-segment-demo-$ID
 AUDIT_DIR=$DEMO/audit
 STATE_DIR=$DEMO/state
+KEY_DIR=$DEMO/keys
 POLICY_DIR=$DEMO/policies
 LOG=$DEMO/enforce.log
 BIN=$DEMO/bin/pci-segment
@@ -294,7 +295,7 @@ info "valid (exit 0)"
 # ---------------------------------------------------------------- enforce
 say "pci-segment enforce, inside the host namespace"
 ENFORCE=("$BIN" enforce -f "$POLICY_DIR" --interface "$VH" --labels "$LABELS"
-	--pin-dir "$PIN_DIR" --audit-dir "$AUDIT_DIR" --state-dir "$STATE_DIR"
+	--pin-dir "$PIN_DIR" --audit-dir "$AUDIT_DIR" --state-dir "$STATE_DIR" --key-dir "$KEY_DIR"
 	--metrics-addr 127.0.0.1:9720)
 info "nsenter --net=/run/netns/$HOST_NS -- ${ENFORCE[*]}"
 nsenter --net="/run/netns/$HOST_NS" -- "${ENFORCE[@]}" >"$LOG" 2>&1 &
@@ -374,9 +375,9 @@ done
 say "evidence for an assessor: pci-segment report"
 REPORT=$DEMO/report.html
 if "$BIN" report -f "$POLICY_DIR" --labels "$LABELS" --pin-dir "$PIN_DIR" --state-dir "$STATE_DIR" \
-	--audit-dir "$AUDIT_DIR" --key "$STATE_DIR/audit-keys" -o "$REPORT.json" &&
+	--audit-dir "$AUDIT_DIR" --key "$KEY_DIR" -o "$REPORT.json" &&
 	"$BIN" report -f "$POLICY_DIR" --labels "$LABELS" --pin-dir "$PIN_DIR" --state-dir "$STATE_DIR" \
-		--audit-dir "$AUDIT_DIR" --key "$STATE_DIR/audit-keys" -o "$REPORT"; then
+		--audit-dir "$AUDIT_DIR" --key "$KEY_DIR" -o "$REPORT"; then
 	info "$REPORT ($(wc -c <"$REPORT") bytes, one self-contained page) and $REPORT.json; from the JSON:"
 	grep -E '^    "(generation|set_sha256|matches_files|running|result|records|keyed)"' "$REPORT.json" | sed 's/^ */     /'
 	grep -q '"matches_files": true' "$REPORT.json" || { info "the report does not find the files' set in force"; FAILURES=$((FAILURES + 1)); }

@@ -89,6 +89,15 @@ func TestModuleLinksIntoThePolicyWithinItsBounds(t *testing.T) {
 					t.Errorf("no nnp_transition from %s to %s in the linked policy: %v\n%s", q[0], q[1], serr, rules)
 				}
 			}
+			// The auditor's keys: the loader writes them, the worker may
+			// not so much as look.
+			rules, serr := exec.Command("sesearch", "-A", "-s", "pci_segment_t", "-t", "pci_segment_keys_t", "-c", "file", "-p", "create", kern).CombinedOutput()
+			if serr != nil || !strings.Contains(string(rules), "create") {
+				t.Errorf("the loader may not create key files: %v\n%s", serr, rules)
+			}
+			if rules, _ := exec.Command("sesearch", "-A", "-s", "pci_segment_worker_t", "-t", "pci_segment_keys_t", kern).CombinedOutput(); strings.Contains(string(rules), "allow") {
+				t.Errorf("the worker's domain has rights on the key directory:\n%s", rules)
+			}
 		}
 		return string(out), err
 	}

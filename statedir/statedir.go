@@ -1,10 +1,11 @@
 // Package statedir prepares, as root, the only directories the worker
 // writes (its audit and state directories, given to the service account),
-// and keeps in the state directory a root-only directory of the audit
-// chains' first keys: the auditor's copy, written by the loader before the
-// worker sees a key, through a descriptor opened while the loader could
-// still make the directory (it later holds no CAP_DAC_OVERRIDE, so it could
-// not traverse the account's directory by path).
+// and the root-only key directory of the audit chains' first keys: the
+// auditor's copy, written by the loader before the worker sees a key,
+// through a descriptor opened at start. The key directory lies outside
+// the account's directories, and every directory above it is root's: an
+// account that owns a parent could rename the key directory away and put
+// one of its own, holding keys of its choosing, in its place.
 package statedir
 
 import (
@@ -13,31 +14,25 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
 
-// Modes of the directories. The state directory lets others pass (not
-// list), so that the loader, root without CAP_DAC_*, reaches its key
-// directory.
+// Modes of the directories.
 const (
 	AuditMode = 0o750
-	StateMode = 0o751
+	StateMode = 0o750
 	keysMode  = 0o700
 )
 
-// KeyDir is the root-only directory, in the state directory, of the first
-// keys of the audit chains the loader started.
-const KeyDir = "audit-keys"
-
 // Prepare makes the audit and state directories the account's (uid, gid)
-// with the modes above, and returns the key directory, open. As
-// tmpfiles.d/pci-segment.conf leaves them, nothing changes and no
-// capability is used; otherwise root takes each for a moment (CAP_CHOWN),
-// so that the mode can be set and the key directory made without
-// CAP_FOWNER or CAP_DAC_OVERRIDE, then gives it to the account.
-func Prepare(auditDir, stateDir string, uid, gid uint32) (*os.File, error) {
-	var keys *os.File
+// with the modes above, and the key directory root's, and returns the key
+// directory, open. As tmpfiles.d/pci-segment.conf leaves them, nothing
+// changes and no capability is used; otherwise root takes each account
+// directory for a moment (CAP_CHOWN), so that the mode can be set without
+// CAP_FOWNER, then gives it to the account.
+func Prepare(auditDir, stateDir, keyDir string, uid, gid uint32) (*os.File, error) {
 	for _, d := range []struct {
 		path, what string
 		mode       uint32
@@ -54,19 +49,10 @@ func Prepare(auditDir, stateDir string, uid, gid uint32) (*os.File, error) {
 			return nil, fmt.Errorf("open %s directory %s (a symlink is refused): %w", d.what, d.path, err)
 		}
 		var st unix.Stat_t
-		ready := unix.Fstat(fd, &st) == nil && st.Uid == uid && st.Gid == gid && st.Mode&0o7777 == d.mode
-		if ready && d.what == "state" {
-			if keys, err = keyDir(fd, false); err != nil {
-				ready = false
-			}
-		}
-		if !ready {
+		if unix.Fstat(fd, &st) != nil || st.Uid != uid || st.Gid != gid || st.Mode&0o7777 != d.mode {
 			err = unix.Fchownat(fd, "", 0, 0, unix.AT_EMPTY_PATH)
 			if err == nil {
 				err = unix.Fchmodat(fd, ".", d.mode, 0)
-			}
-			if err == nil && d.what == "state" {
-				keys, err = keyDir(fd, true)
 			}
 			if err == nil {
 				err = unix.Fchownat(fd, "", int(uid), int(gid), unix.AT_EMPTY_PATH)
@@ -80,31 +66,48 @@ func Prepare(auditDir, stateDir string, uid, gid uint32) (*os.File, error) {
 			return nil, fmt.Errorf("give %s directory %s to uid %d gid %d: %w", d.what, d.path, uid, gid, err)
 		}
 	}
-	return keys, nil
+	return openKeyDir(keyDir)
 }
 
-// keyDir opens, after making it when make is set, the root-only key
-// directory in the state directory open as parent.
-func keyDir(parent int, make bool) (*os.File, error) {
-	if make {
-		if err := unix.Mkdirat(parent, KeyDir, keysMode); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("make %s: %w", KeyDir, err)
+// openKeyDir makes and opens the root-only key directory, after checking
+// that only root can change any directory above it.
+func openKeyDir(dir string) (*os.File, error) {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		var st unix.Stat_t
+		err := unix.Lstat(p, &st)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			continue // made below, root's
+		case err != nil:
+			return nil, fmt.Errorf("inspect %s, above the key directory: %w", p, err)
+		}
+		// A sticky directory (/tmp) lets no one else rename root's entries.
+		if st.Uid != 0 || st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+			return nil, fmt.Errorf("the key directory %s lies in %s (uid %d, mode %#o), which someone other than root can change: "+
+				"whoever can could swap the auditor's keys for their own; give --key-dir a place only root can change, like /var/lib/pci-segment-keys",
+				dir, p, st.Uid, st.Mode&0o7777)
+		}
+		if p == "/" || p == "." {
+			break
 		}
 	}
-	fd, err := unix.Openat(parent, KeyDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err := os.MkdirAll(dir, keysMode); err != nil {
+		return nil, fmt.Errorf("create the key directory (--key-dir): %w", err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open %s (a symlink is refused): %w", KeyDir, err)
+		return nil, fmt.Errorf("open the key directory %s (a symlink is refused): %w", dir, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Uid != 0 {
 		unix.Close(fd)
-		return nil, fmt.Errorf("%s in the state directory is not root's (uid %d): remove it; the loader makes it", KeyDir, st.Uid)
+		return nil, fmt.Errorf("the key directory %s is not root's (uid %d): remove it; the loader makes it", dir, st.Uid)
 	}
 	if err := unix.Fchmod(fd, keysMode); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("restrict %s: %w", KeyDir, err)
+		return nil, fmt.Errorf("restrict the key directory %s: %w", dir, err)
 	}
-	return os.NewFile(uintptr(fd), KeyDir), nil
+	return os.NewFile(uintptr(fd), dir), nil
 }
 
 // NewChain makes a new audit chain's id and first key and keeps the

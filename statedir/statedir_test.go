@@ -26,14 +26,14 @@ func owner(t *testing.T, p string) (uid, gid uint32, mode os.FileMode) {
 func TestPrepareGivesTheDirectoriesAndKeepsTheKeysRoots(t *testing.T) {
 	testenv.RequireRoot(t)
 	top := t.TempDir()
-	audit, state := filepath.Join(top, "log"), filepath.Join(top, "lib")
+	audit, state, keyDir := filepath.Join(top, "log"), filepath.Join(top, "lib"), filepath.Join(top, "keys")
 	// A state directory that exists with the wrong owner and mode is
 	// put right, not refused.
 	if err := os.Mkdir(state, 0o777); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the second finds everything ready
-		keys, err := Prepare(audit, state, nobody, nobody)
+		keys, err := Prepare(audit, state, keyDir, nobody, nobody)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func TestPrepareGivesTheDirectoriesAndKeepsTheKeysRoots(t *testing.T) {
 		path     string
 		uid      uint32
 		wantMode os.FileMode
-	}{{audit, nobody, os.ModeDir | AuditMode}, {state, nobody, os.ModeDir | StateMode}, {filepath.Join(state, KeyDir), 0, os.ModeDir | keysMode}} {
+	}{{audit, nobody, os.ModeDir | AuditMode}, {state, nobody, os.ModeDir | StateMode}, {keyDir, 0, os.ModeDir | keysMode}} {
 		uid, gid, mode := owner(t, c.path)
 		if uid != c.uid || gid != c.uid || mode != c.wantMode {
 			t.Errorf("%s: uid %d gid %d mode %v, want uid/gid %d mode %v", c.path, uid, gid, mode, c.uid, c.wantMode)
@@ -59,7 +59,7 @@ func TestPrepareRefusesSymlinksAndAForeignKeyDirectory(t *testing.T) {
 	if err := os.Symlink(elsewhere, filepath.Join(top, "log")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Prepare(filepath.Join(top, "log"), filepath.Join(top, "lib"), nobody, nobody)
+	_, err := Prepare(filepath.Join(top, "log"), filepath.Join(top, "lib"), filepath.Join(top, "keys"), nobody, nobody)
 	if err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Errorf("a symlinked audit directory: %v, want a refusal naming the symlink", err)
 	}
@@ -67,19 +67,48 @@ func TestPrepareRefusesSymlinksAndAForeignKeyDirectory(t *testing.T) {
 		t.Errorf("the symlink's target was given to uid %d", uid)
 	}
 
-	state := filepath.Join(top, "lib2")
-	os.MkdirAll(filepath.Join(state, KeyDir), 0o700)
-	os.Chown(filepath.Join(state, KeyDir), nobody, nobody)
-	_, err = Prepare(filepath.Join(top, "log2"), state, nobody, nobody)
+	keyDir := filepath.Join(top, "keys2")
+	os.Mkdir(keyDir, 0o700)
+	os.Chown(keyDir, nobody, nobody)
+	_, err = Prepare(filepath.Join(top, "log2"), filepath.Join(top, "lib2"), keyDir, nobody, nobody)
 	if err == nil || !strings.Contains(err.Error(), "not root's") {
 		t.Errorf("a key directory the account owns: %v, want a refusal", err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(top, "keys3")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Prepare(filepath.Join(top, "log3"), filepath.Join(top, "lib3"), filepath.Join(top, "keys3"), nobody, nobody)
+	if err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("a symlinked key directory: %v, want a refusal naming the symlink", err)
+	}
+}
+
+// The account owns its state directory, so it could rename a key
+// directory kept there and put its own in its place: a key directory in
+// any directory someone other than root can change is refused, naming
+// the flag.
+func TestPrepareRefusesAKeyDirectoryTheAccountCouldSwap(t *testing.T) {
+	testenv.RequireRoot(t)
+	top := t.TempDir()
+	state := filepath.Join(top, "lib")
+	_, err := Prepare(filepath.Join(top, "log"), state, filepath.Join(state, "audit-keys"), nobody, nobody)
+	if err == nil || !strings.Contains(err.Error(), "--key-dir") || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("a key directory in the account's state directory: %v, want a refusal", err)
+	}
+	open := filepath.Join(top, "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	_, err = Prepare(filepath.Join(top, "log2"), filepath.Join(top, "lib2"), filepath.Join(open, "keys"), nobody, nobody)
+	if err == nil || !strings.Contains(err.Error(), "someone other than root can change") {
+		t.Errorf("a key directory in a world-writable directory: %v, want a refusal", err)
 	}
 }
 
 func TestNewChainKeepsTheAuditorsCopy(t *testing.T) {
 	testenv.RequireRoot(t)
-	state := filepath.Join(t.TempDir(), "lib")
-	keys, err := Prepare(filepath.Join(filepath.Dir(state), "log"), state, nobody, nobody)
+	top := t.TempDir()
+	keyDir := filepath.Join(top, "keys")
+	keys, err := Prepare(filepath.Join(top, "log"), filepath.Join(top, "lib"), keyDir, nobody, nobody)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +120,7 @@ func TestNewChainKeepsTheAuditorsCopy(t *testing.T) {
 	if name != hex.EncodeToString(chain[:])+".key" || key == ([32]byte{}) {
 		t.Fatalf("chain %x key %x in %s", chain, key, name)
 	}
-	p := filepath.Join(state, KeyDir, name)
+	p := filepath.Join(keyDir, name)
 	b, err := os.ReadFile(p)
 	if err != nil || string(b) != hex.EncodeToString(key[:])+"\n" {
 		t.Errorf("%s holds %q (%v), want the key in hex", p, b, err)

@@ -11,12 +11,12 @@ import (
 )
 
 type auditCmd struct {
-	Verify auditVerifyCmd `cmd:"" help:"Check the audit trail's chain: every file, rotated and compressed ones too. Exit 0 intact, 1 tampered or broken, 2 error."`
+	Verify auditVerifyCmd `cmd:"" help:"Check the audit trail's chain: every file, rotated and compressed ones too. Exit 0 intact, 1 tampered or broken, 2 error, 3 not verified (no --key: order and links only, an edited record would not show)."`
 }
 
 type auditVerifyCmd struct {
 	Dir      string `arg:"" optional:"" default:"/var/log/pci-segment" help:"The audit directory."`
-	Key      string `help:"A chain's first key file, or a directory of them (the state directory's audit-keys): without, MACs are not checked, only order and links."`
+	Key      string `help:"A chain's first key file, or a directory of them (the loader's --key-dir, /var/lib/pci-segment-keys), root's or yours and writable by no one else: without, MACs are not checked, only order and links."`
 	StateDir string `default:"/var/lib/pci-segment" help:"The worker's state directory; its chain state shows a truncated tail. Empty to skip."`
 	Seals    string `help:"A syslog export holding the seals the worker copied there: each must be in the log, which shows a tail cut past the state."`
 	Output   string `short:"o" default:"text" enum:"text,json" help:"Output format."`
@@ -62,21 +62,34 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 	if c.Output == "json" {
 		json.NewEncoder(stdout).Encode(rep)
 	} else {
+		// Each line says what was proven and what was not: an auditor
+		// must not read "intact" into a check that could not see.
 		fmt.Fprintf(stdout, "%d records in %d files, %d chains\n", rep.Records, len(rep.Files), len(rep.Chains))
 		if !rep.Keyed {
-			fmt.Fprintln(stdout, "MACs not checked: no first key given for every chain (--key); order and links were")
+			fmt.Fprintln(stdout, "MACs NOT checked: no first key given for every chain (--key), so an edited record would not show; only order and links were checked")
 		}
-		if state == nil {
-			fmt.Fprintln(stdout, "no worker chain state: a truncated tail would not show")
+		switch {
+		case state == nil:
+			fmt.Fprintln(stdout, "tail NOT anchored: no worker chain state (--state-dir), so a cut tail would not show")
+		case p == nil && rep.Anchored < rep.LastSeq:
+			fmt.Fprintf(stdout, "tail anchored up to record %d by the worker's state; records %d to %d are not yet: "+
+				"a cut among them would not show until their epoch is sealed (at a clean stop, every %d records or %v); --seals checks the syslog copies\n",
+				rep.Anchored, rep.Anchored+1, rep.LastSeq, audit.EpochRecords, audit.EpochDuration)
 		}
-		if p != nil {
+		switch {
+		case p != nil:
 			fmt.Fprintf(stdout, "FAILED at %s line %d: record %d %s: %s\n", filepath.Base(p.File), p.Line, p.Seq, p.Kind, p.Why)
-		} else {
+		case !rep.Keyed:
+			fmt.Fprintf(stdout, "NOT VERIFIED: order and links hold up to record %d; give --key to check the MACs\n", rep.LastSeq)
+		default:
 			fmt.Fprintf(stdout, "intact, up to record %d\n", rep.LastSeq)
 		}
 	}
-	if p != nil {
+	switch {
+	case p != nil:
 		return 1
+	case !rep.Keyed:
+		return 3
 	}
 	return 0
 }

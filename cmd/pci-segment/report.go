@@ -20,7 +20,7 @@ type reportCmd struct {
 	PinDir   string   `default:"/sys/fs/bpf/pci-segment" help:"The enforcing instance's --pin-dir, for the live state."`
 	StateDir string   `default:"/var/lib/pci-segment" help:"Its --state-dir (Landlock report, audit chain state)."`
 	AuditDir string   `default:"/var/log/pci-segment" help:"Its --audit-dir, for the audit log's span and verification."`
-	Key      string   `help:"The audit chains' first keys (a file, or the state directory's audit-keys): MACs are checked only with them."`
+	Key      string   `help:"The audit chains' first keys (a file, or the loader's --key-dir, /var/lib/pci-segment-keys): MACs are checked only with them."`
 }
 
 // Help is the detail `report --help` shows.

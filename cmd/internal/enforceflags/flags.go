@@ -19,7 +19,8 @@ type Flags struct {
 	Labels            string   `help:"Labels of this host, k=v,..."`
 	PinDir            string   `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory for pins; the layout version is a subdirectory."`
 	AuditDir          string   `default:"/var/log/pci-segment" help:"Directory of the audit log, owned by the service account."`
-	StateDir          string   `default:"/var/lib/pci-segment" help:"State directory."`
+	StateDir          string   `default:"/var/lib/pci-segment" help:"State directory, the service account's."`
+	KeyDir            string   `default:"/var/lib/pci-segment-keys" help:"Root-only directory where the loader keeps the auditor's copy of each audit chain's first key (audit verify --key); every directory above it must be root's alone."`
 	MetricsAddr       string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
 	AllowRoot         bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
 	Mode              string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
@@ -42,7 +43,7 @@ func (f Flags) Config(logLevel string) (loader.Config, error) {
 		flag string
 		p    *string
 	}
-	paths := []path{{"--pin-dir", &f.PinDir}, {"--audit-dir", &f.AuditDir}, {"--state-dir", &f.StateDir}}
+	paths := []path{{"--pin-dir", &f.PinDir}, {"--audit-dir", &f.AuditDir}, {"--state-dir", &f.StateDir}, {"--key-dir", &f.KeyDir}}
 	if f.WebConfigFile != "" { // none: plain HTTP
 		paths = append(paths, path{"--web-config-file", &f.WebConfigFile})
 	}
@@ -61,7 +62,7 @@ func (f Flags) Config(logLevel string) (loader.Config, error) {
 		*p.p = abs
 	}
 	return loader.Config{
-		Interfaces: f.Interface, PinDir: f.PinDir, AuditDir: f.AuditDir, StateDir: f.StateDir,
+		Interfaces: f.Interface, PinDir: f.PinDir, AuditDir: f.AuditDir, StateDir: f.StateDir, KeyDir: f.KeyDir,
 		AllowRoot: f.AllowRoot, Replace: f.Replace, Syslog: f.Syslog,
 		Sizes:      bpf.Sizes{Prefixes: f.MaxPrefixes, PortEntries: f.MaxPortEntries, Flows: f.MaxFlows},
 		WorkerArgs: f.workerArgs(logLevel),
