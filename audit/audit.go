@@ -60,6 +60,10 @@ const (
 	TypeEpochSealed     = "epoch_sealed"
 	TypeRotated         = "audit_rotated"
 	TypeRecordsLost     = "audit_records_lost"
+	// TypeDetached is written by `pci-segment detach`, run as root
+	// outside the service, to syslog beside the seals: it holds no key of
+	// the chain, so the record is not in the log.
+	TypeDetached = "enforcement_detached"
 )
 
 // Epoch length: a seal and a new key after this many records or this long,

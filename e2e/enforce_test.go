@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -305,9 +306,26 @@ func TestEnforcementSurvivesKillAndDetachRemovesIt(t *testing.T) {
 		t.Fatalf("after kill -9: %d ingress and %d egress programs, want 1 and 1", in, eg)
 	}
 
-	out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir).CombinedOutput()
+	sock, records := datagrams(t)
+	out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", sock).CombinedOutput()
 	if err != nil {
 		t.Fatalf("detach: %v\n%s", err, out)
+	}
+	// Ending enforcement is recorded, beside the audit seals.
+	select {
+	case r := <-records:
+		_, body, _ := strings.Cut(r, "pci-segment-audit[")
+		_, body, _ = strings.Cut(body, "]: ")
+		var rec struct {
+			Type, Outcome, Who, Resource string
+			Details                      struct{ Links []string }
+		}
+		if err := json.Unmarshal([]byte(body), &rec); err != nil || rec.Type != "enforcement_detached" || rec.Outcome != "success" ||
+			!strings.HasPrefix(rec.Who, "uid 0") || rec.Resource != e.pinDir || len(rec.Details.Links) != 2 {
+			t.Errorf("syslog got %q (%v), want an enforcement_detached record naming both links", r, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("detach recorded nothing in syslog")
 	}
 	if left := pinsLeft(t, e.pinDir); len(left) > 0 {
 		t.Errorf("pins left after detach: %v", left)

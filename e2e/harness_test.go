@@ -207,7 +207,7 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 			}
 		}
 		// Remove whatever the test left: enforcement ends with the test.
-		out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir).CombinedOutput()
+		out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", "").CombinedOutput()
 		if err != nil {
 			t.Errorf("cleanup detach: %v\n%s", err, out)
 		}

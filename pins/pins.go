@@ -186,37 +186,41 @@ func loadMaps(dir string) (map[string]*ebpf.Map, error) {
 
 // Detach removes every link and pin of ours under pinDir: links are detached
 // from their interfaces first, so enforcement ends even while another process
-// still holds a link fd.
-func Detach(pinDir string, log hclog.Logger) error {
+// still holds a link fd. It returns the links it detached, by pin name.
+func Detach(pinDir string, log hclog.Logger) ([]string, error) {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("detach must run as root (running as uid %d): the pins are root's", os.Geteuid())
+		return nil, fmt.Errorf("detach must run as root (running as uid %d): the pins are root's", os.Geteuid())
 	}
 	layouts, err := Layouts(pinDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(layouts) == 0 {
 		log.Info("nothing to detach", "pin_dir", pinDir)
-		return RemoveIfEmpty(pinDir)
+		return nil, RemoveIfEmpty(pinDir)
 	}
 	var errs []error
+	var detached []string
 	for layout := range layouts {
-		errs = append(errs, detachLayout(filepath.Join(pinDir, layout), log))
+		links, err := detachLayout(filepath.Join(pinDir, layout), log)
+		detached = append(detached, links...)
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return detached, err
 	}
-	return RemoveIfEmpty(pinDir)
+	return detached, RemoveIfEmpty(pinDir)
 }
 
 // detachLayout detaches the links and removes the pins of one layout
-// directory, and the directory.
-func detachLayout(dir string, log hclog.Logger) error {
+// directory, and the directory; it returns the links it detached.
+func detachLayout(dir string, log hclog.Logger) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("read pin directory: %w", err)
+		return nil, fmt.Errorf("read pin directory: %w", err)
 	}
 	var errs []error
+	var detached []string
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		if strings.HasPrefix(e.Name(), "link_") {
@@ -227,6 +231,8 @@ func detachLayout(dir string, log hclog.Logger) error {
 			}
 			if err := l.Detach(); err != nil {
 				errs = append(errs, fmt.Errorf("detach %s: %w", p, err))
+			} else {
+				detached = append(detached, e.Name())
 			}
 			if err := l.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", p, err))
@@ -244,7 +250,7 @@ func detachLayout(dir string, log hclog.Logger) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 		}
 	}
-	return errors.Join(errs...)
+	return detached, errors.Join(errs...)
 }
 
 func RemoveIfEmpty(dir string) error {

@@ -15,7 +15,6 @@ import (
 	"github.com/pci-segment/pci-segment/bpf"
 	"github.com/pci-segment/pci-segment/cmd/internal/buildinfo"
 	"github.com/pci-segment/pci-segment/cmd/internal/enforceflags"
-	"github.com/pci-segment/pci-segment/pins"
 	"github.com/pci-segment/pci-segment/policy"
 	"github.com/pci-segment/pci-segment/privilege"
 	"github.com/pci-segment/pci-segment/worker"
@@ -43,10 +42,6 @@ type validateCmd struct {
 	Files  []string `short:"f" name:"file" required:"" help:"Policy files, directories or glob patterns (repeatable)."`
 	Labels string   `help:"Host labels k=v,... to check which policies apply."`
 	Output string   `short:"o" default:"text" enum:"text,json" help:"Output format: text or json."`
-}
-
-type detachCmd struct {
-	PinDir string `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory the enforcer pinned to."`
 }
 
 type workerCmd struct {
@@ -105,7 +100,7 @@ func main() {
 		exit(logger("pci-segment", c.LogLevel), execLoader())
 	case "detach":
 		log := logger("pci-segment", c.LogLevel)
-		exit(log, pins.Detach(c.Detach.PinDir, log))
+		exit(log, c.Detach.run(log))
 	case "audit verify", "audit verify <dir>":
 		os.Exit(c.Audit.Verify.run(os.Stdout, os.Stderr))
 	case "status":
