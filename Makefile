@@ -69,9 +69,12 @@ generate-check: generate
 
 # pci-segment, and beside it pci-segment-loader, the root half of enforce,
 # which links none of the YAML, HTTP, metrics or audit code.
+# -buildvcs=auto: stamp the revision when built from a git checkout (so that
+# --version and the report name the build), whatever GOFLAGS says, and
+# build without it from a tarball.
 build: deps
-	$(GO) build -o $(BIN) ./cmd/pci-segment
-	$(GO) build -o $(BIN)-loader ./cmd/pci-segment-loader
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/pci-segment
+	$(GO) build -buildvcs=auto -o $(BIN)-loader ./cmd/pci-segment-loader
 
 # Pins live on a BPF filesystem at /sys/fs/bpf. systemd mounts it at boot;
 # a machine without systemd as PID 1 may not have it.
