@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,6 +63,21 @@ func TestLoaderNotifiesSystemd(t *testing.T) {
 	}
 	if m := next("READY=1", 10*time.Second); !strings.Contains(m, "generation 2") {
 		t.Errorf("READY after the reload %q, want generation 2", m)
+	}
+
+	// A refused reload with several findings: READY again, its STATUS one
+	// line. A line break would start another assignment, which the
+	// worker's words must never make (MAINPID=, FDSTORE=).
+	replaceFile(t, filepath.Join(dir, "cde.yaml"), strings.Replace(strings.Replace(labPolicy, "port: 443", "port: 70000", 1),
+		"10.77.1.0/24", "10.77.1.0/33", 1))
+	refused := next("reload refused", 10*time.Second)
+	for _, line := range strings.Split(refused, "\n") {
+		if !strings.HasPrefix(line, "READY=1") && !strings.HasPrefix(line, "STATUS=") {
+			t.Errorf("the refusal's notification carries a line %q beyond READY and STATUS:\n%s", line, refused)
+		}
+	}
+	if !strings.Contains(refused, "and more") {
+		t.Errorf("the refusal's status %q does not say there is more in the log", refused)
 	}
 
 	// The worker says it is alive every 10 seconds.

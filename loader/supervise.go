@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -318,8 +319,16 @@ func (s *supervisor) handle(m ipc.Message) error {
 		}
 		s.notify("READY=1", fmt.Sprintf("STATUS=enforcing policy generation %d", m.Generation))
 	case ipc.Refused:
-		s.log.Warn("worker refused to reload; the policy in force stays", "reason", m.Why)
-		s.notify("READY=1", "STATUS=reload refused, the policy in force stays: "+m.Why)
+		// The worker's words, on one line: a line break in a notify
+		// message starts another assignment (MAINPID=, FDSTORE=), which
+		// the worker must not be able to make systemd hear.
+		why, rest, _ := strings.Cut(m.Why, "\n")
+		if rest != "" {
+			why += " (and more: the worker's log has every finding)"
+		}
+		why = strconv.Quote(why) // escapes any control character left
+		s.log.Warn("worker refused to reload; the policy in force stays", "reason", why)
+		s.notify("READY=1", "STATUS=reload refused, the policy in force stays: "+why)
 	case ipc.Alive:
 		// The watchdog hears from the loader only what the worker
 		// confirms: a worker that hangs or keeps dying lets it fire.

@@ -149,6 +149,10 @@ func (p *docParser) errf(n *yaml.Node, field, format string, args ...any) {
 	})
 }
 
+// ownText is a message of ours passed as an argument: errf clips strings,
+// which are the user's, and leaves it whole.
+type ownText string
+
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
@@ -246,7 +250,7 @@ func (p *docParser) fields(n *yaml.Node, path string, hints map[string]string, a
 		}
 		if !slices.Contains(allowed, name) {
 			if h, ok := hints[name]; ok {
-				p.errf(k, fpath, "%s", h)
+				p.errf(k, fpath, "%s", ownText(h))
 			} else if s := suggest(name, allowed); s != "" {
 				p.errf(k, fpath, "unknown field; "+
 					"did you mean %q? (allowed here: %s)", s, strings.Join(allowed, ", "))
@@ -619,17 +623,20 @@ func (p *docParser) peers(n *yaml.Node, path string) []Peer {
 			p.errf(it, ipath, "empty peer; give it an ipBlock with a cidr, or remove the dash")
 			continue
 		}
-		f, ok := p.fields(it, ipath, nil, "ipBlock", "podSelector", "namespaceSelector")
-		if !ok {
-			continue
-		}
+		// Pod and namespace selectors are Kubernetes fields, known and
+		// refused with why; ipBlock is all a peer may be here.
+		hints := map[string]string{}
 		bad := false
 		for _, sel := range []string{"podSelector", "namespaceSelector"} {
-			if v, ok := f[sel]; ok {
-				p.errf(v.key, join(ipath, sel), "%s peers select Kubernetes pods, which a host does not have; "+
-					"describe the peer by its addresses with ipBlock: {cidr: ...}", sel)
-				bad = true
+			hints[sel] = sel + " peers select Kubernetes pods, which a host does not have; " +
+				"describe the peer by its addresses with ipBlock: {cidr: ...}"
+			for j := 0; it.Kind == yaml.MappingNode && j < len(it.Content); j += 2 {
+				bad = bad || it.Content[j].Value == sel
 			}
+		}
+		f, ok := p.fields(it, ipath, hints, "ipBlock")
+		if !ok {
+			continue
 		}
 		v, ok := f["ipBlock"]
 		if !ok {
@@ -710,8 +717,14 @@ func parsePrefix(what, s string) (netip.Prefix, error) {
 			"use a length of 0-%d", what, s, bits, family(netip.PrefixFrom(a, 0)), a.BitLen(), a.BitLen())
 	}
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%s %q is malformed; "+
-			"write ADDRESS/BITS such as \"10.0.0.0/8\" or \"2001:db8::/32\": %w", what, s, err)
+		// netip names its own calls ("netip.ParsePrefix(...): ParseAddr(...):
+		// why"); the author needs only the why.
+		why := err.Error()
+		if i := strings.LastIndex(why, "): "); i >= 0 {
+			why = why[i+3:]
+		}
+		return netip.Prefix{}, fmt.Errorf("%s %q is malformed (%s); "+
+			"write ADDRESS/BITS such as \"10.0.0.0/8\" or \"2001:db8::/32\"", what, s, why)
 	}
 	// Masked keeps an IPv4-mapped IPv6 prefix in IPv6 form; it is never
 	// converted to IPv4, so ::ffff:0:0/96 does not admit IPv4 traffic.

@@ -169,7 +169,12 @@ func TestParseRejects(t *testing.T) {
 		{
 			name: "malformed cidr", field: "spec.ingress[0].from[0].ipBlock.cidr", line: 7,
 			doc: header + "  ingress: [{from: [{ipBlock: {cidr: 10.0.0/8}}]}]\n",
-			msg: `cidr "10.0.0/8" is malformed; write ADDRESS/BITS`,
+			msg: `cidr "10.0.0/8" is malformed (IPv4 address too short); write ADDRESS/BITS`,
+		},
+		{
+			name: "cidr with a field over 255", field: "spec.ingress[0].from[0].ipBlock.cidr", line: 7,
+			doc: header + "  ingress: [{from: [{ipBlock: {cidr: 10.0.0.256/32}}]}]\n",
+			msg: `cidr "10.0.0.256/32" is malformed (IPv4 field has value >255); write ADDRESS/BITS such as "10.0.0.0/8" or "2001:db8::/32"`,
 		},
 		{
 			name: "cidr without length", field: "spec.ingress[0].from[0].ipBlock.cidr", line: 7,

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -154,7 +155,13 @@ func (a *applier) reload(trigger string) error {
 	defer cancel()
 	if err != nil {
 		why := err.Error()
-		a.log.Error("reload rejected; the policy in force stays", "trigger", trigger, "generation", a.gen, "reason", why)
+		// One record per finding: a value with line breaks would reach
+		// the operator, through the loader, as a block of bare lines.
+		lines := strings.Split(why, "\n")
+		for _, l := range lines {
+			a.log.Error("policy set refused", "finding", l)
+		}
+		a.log.Error("reload rejected; the policy in force stays", "trigger", trigger, "generation", a.gen, "findings", len(lines))
 		a.rec.write(audit.Record{Type: audit.TypePolicyRejected, Outcome: "failure", Who: who(), Resource: "policy set",
 			Details: map[string]any{"trigger": trigger, "reason": why, "generation_in_force": a.gen}})
 		a.met.Reloads.WithLabelValues("rejected").Inc()
