@@ -53,6 +53,12 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no seal reached syslog")
 	}
+	if got := metricValue(t, e.scrape(t), "pci_segment_audit_seals_copied"); got != 1 {
+		t.Errorf("pci_segment_audit_seals_copied = %v with seals reaching syslog, want 1", got)
+	}
+	if recs := e.auditRecords(t, "service_start"); len(recs) != 1 || recs[0].Details["seal_copies"] != "syslog" {
+		t.Errorf("service_start records %v, want one saying the seals are copied to syslog", recs)
+	}
 
 	var flood, repeats int
 	for deadline := time.Now().Add(5 * time.Second); repeats == 0 && time.Now().Before(deadline); {

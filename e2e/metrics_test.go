@@ -33,7 +33,8 @@ func TestMetricsAndReadinessTellTheTruth(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	l := lab.New(t)
-	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
+	// Without a syslog socket the seals go nowhere, and the metrics say so.
+	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{args: []string{"--syslog", ""}})
 	var scrape string
 	for i := 0; i < 50 && !strings.Contains(scrape, "pci_segment_enforcing{"); i++ {
 		scrape = e.scrape(t)
@@ -47,6 +48,7 @@ func TestMetricsAndReadinessTellTheTruth(t *testing.T) {
 		"pci_segment_worker_no_new_privs":                                       1,
 		`pci_segment_override_in_effect{override="PCI_SEGMENT_PRIVILEGE_USER"}`: 1,
 		"pci_segment_monitor_mode":                                              0,
+		"pci_segment_audit_seals_copied":                                        0,
 	} {
 		if got := metricValue(t, scrape, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

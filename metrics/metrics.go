@@ -36,12 +36,14 @@ type Metrics struct {
 	WorkerRestarts prometheus.Counter
 	// Enforcing is 1 per interface the loader reports attached (both
 	// directions), by interface name: bounded by the host's interfaces.
-	Enforcing         *prometheus.GaugeVec
-	Overrides         *prometheus.GaugeVec // by override name, a fixed set
-	hits              *policyHits
-	maps              *mapSizes
-	AuditRecords      prometheus.Counter
-	AuditWriteErrors  prometheus.Counter
+	Enforcing        *prometheus.GaugeVec
+	Overrides        *prometheus.GaugeVec // by override name, a fixed set
+	hits             *policyHits
+	maps             *mapSizes
+	AuditRecords     prometheus.Counter
+	AuditWriteErrors prometheus.Counter
+	// SealsCopied is 1 while each audit epoch's seal reaches syslog.
+	SealsCopied       prometheus.Gauge
 	DatapathReadError prometheus.Counter
 }
 
@@ -96,6 +98,10 @@ func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 			Name: "pci_segment_audit_records_total",
 			Help: "Audit records written.",
 		}),
+		SealsCopied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pci_segment_audit_seals_copied",
+			Help: "1 while each audit epoch's seal is copied to syslog, the anchor outside the worker that shows a truncated audit log; 0 without a syslog connection or after a failed copy.",
+		}),
 		AuditWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pci_segment_audit_write_errors_total",
 			Help: "Audit records that could not be written.",
@@ -112,7 +118,7 @@ func New(counters *ebpf.Map, policyHitsMap ...*ebpf.Map) *Metrics {
 	for _, r := range []string{"applied", "rejected"} {
 		m.Reloads.WithLabelValues(r) // present at 0 from the start, for rate() and alerts
 	}
-	reg.MustRegister(m.PolicyGeneration, m.MonitorMode, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.DatapathReadError,
+	reg.MustRegister(m.PolicyGeneration, m.MonitorMode, m.LastApplied, m.Reloads, m.AuditRecords, m.AuditWriteErrors, m.SealsCopied, m.DatapathReadError,
 		m.Policies, m.Governed, m.Rules, m.WorkerRestarts, m.Enforcing, m.Overrides,
 		&datapath{counters: counters, readErr: m.DatapathReadError}, privileges{}, m.hits, m.maps,
 		collectors.NewBuildInfoCollector(),

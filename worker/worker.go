@@ -37,6 +37,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/pci-segment/pci-segment/audit"
@@ -181,7 +182,6 @@ func Run(cfg Config, log hclog.Logger) error {
 			return fmt.Errorf("the metrics socket the loader handed over: %w", err)
 		}
 	}
-	anchor := syslogAnchor(syslog, log)
 	defer func() {
 		for _, m := range maps {
 			m.Close()
@@ -200,6 +200,7 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	met := metrics.New(maps[bpf.DatapathMapCounters], maps[bpf.DatapathMapPolicyHits])
 	met.SetMaps(maps)
+	anchor := syslogAnchor(syslog, met.SealsCopied, log)
 	opts := audit.Options{Anchor: anchor}
 	if cfg.SyslogRecords {
 		opts.Copy = anchor
@@ -238,8 +239,12 @@ func Run(cfg Config, log hclog.Logger) error {
 	}
 	log.Info("serving metrics", "addr", addr.String())
 
+	copies := "syslog"
+	if anchor == nil {
+		copies = "none: no syslog connection, so a cut of the log past the worker's state would not show"
+	}
 	rec.write(audit.Record{Type: audit.TypeServiceStart, Outcome: "success", Who: who(),
-		Details: map[string]any{"pid": os.Getpid()}})
+		Details: map[string]any{"pid": os.Getpid(), "seal_copies": copies}})
 	rec.write(privilegeRecord(cfg.Identity, len(threads.Threads), confinement))
 	for _, o := range overrides(cfg, disabled) {
 		name, _, _ := strings.Cut(o, "=")
@@ -395,16 +400,22 @@ func checkDescriptors() error {
 // syslogAnchor writes each epoch's seal to the syslog connection the
 // loader handed over (fd -1: none), as authpriv.notice: the copy outside
 // the worker that makes a truncated tail of the audit log detectable.
-func syslogAnchor(fd int, log hclog.Logger) func([]byte) {
+// copied says whether the last copy went (0 from the start without one).
+func syslogAnchor(fd int, copied prometheus.Gauge, log hclog.Logger) func([]byte) {
 	if fd < 0 {
+		log.Warn("audit seals are not copied to syslog: a cut of the log past the worker's state would not show")
 		return nil
 	}
+	copied.Set(1)
 	host, _ := os.Hostname()
 	return func(line []byte) {
 		msg := fmt.Sprintf("<%d>%s %s pci-segment-audit[%d]: %s", 10*8+5, time.Now().Format(time.Stamp), host, os.Getpid(), line)
 		if _, err := unix.Write(fd, []byte(msg)); err != nil {
+			copied.Set(0)
 			log.Warn("audit seal not copied to syslog", "error", err)
+			return
 		}
+		copied.Set(1)
 	}
 }
 
