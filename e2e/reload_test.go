@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -178,9 +179,17 @@ func TestRejectedReloadKeepsThePolicyInForce(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t)
 	listen(t, l, l.HostNS, ap(netip.IPv6Unspecified(), 443), ap(netip.IPv6Unspecified(), 8443))
-	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy})
+	// A placeholder that holds no policy is only warned about at start:
+	// refusing the set would leave the host unfiltered.
+	dir := policyDir(t, map[string]string{"cde.yaml": labPolicy, "later.yaml": "# policies to come\n"})
 	// labPolicy compiles to 4 prefixes; 6 leaves no room for more.
 	e := startEnforcing(t, l, dir, enforceOpts{args: []string{"--max-prefixes", "6"}})
+	if recs := e.auditRecords(t, "policy_warning"); !slices.ContainsFunc(recs, func(r auditRecord) bool {
+		f, _ := r.Details["finding"].(string)
+		return strings.Contains(f, "later.yaml") && strings.Contains(f, "holds no policy document")
+	}) {
+		t.Errorf("no policy_warning names the placeholder: %v", recs)
+	}
 
 	bigger := strings.Replace(v2Policy, "- ipBlock: {cidr: 10.77.1.0/24}",
 		"- ipBlock: {cidr: 10.77.1.0/24}\n        - ipBlock: {cidr: 10.1.0.0/16}\n        - ipBlock: {cidr: 10.2.0.0/16}\n        - ipBlock: {cidr: 10.3.0.0/16}", 1)

@@ -78,12 +78,9 @@ func load(paths []string) (*Set, []*Finding) {
 		}
 		pols, perrs, docs := parse(name, data)
 		errs = append(errs, perrs...)
-		// Refused, not warned about: an editor or a configuration tool
-		// that truncates the file before writing it would otherwise
-		// unfilter, for a moment or for good, what its policies governed.
 		if docs == 0 && len(perrs) == 0 {
-			errs = append(errs, &Finding{File: name,
-				Err: errors.New("holds no policy document (empty, or only comments): add a policy or remove the file; the policy in force stays until then")})
+			set.Warnings = append(set.Warnings, &Finding{File: name, Warning: true,
+				Err: errors.New("holds no policy document; remove it or add a policy")})
 		}
 		set.Files = append(set.Files, File{Path: name, SHA256: sha256.Sum256(data), Policies: len(pols)})
 		set.Policies = append(set.Policies, pols...)

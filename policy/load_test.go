@@ -41,8 +41,6 @@ func TestLoadPaths(t *testing.T) {
 		"other/e.yaml":  named("e"),
 		"other/f.yaml":  named("f"),
 		"empty/z.json":  "{}",
-		"blank/e.yaml":  "",
-		"blank/c.yaml":  "# being rewritten\n---\n",
 		"spaced/g.yaml": named("g"),
 	})
 	j := func(p string) string { return filepath.Join(dir, p) }
@@ -61,9 +59,6 @@ func TestLoadPaths(t *testing.T) {
 		{"missing file", []string{j("nope.yaml")}, nil, "cannot read policy path; check it"},
 		{"glob matching nothing", []string{j("*.json")}, nil, "pattern matches no file; check the path"},
 		{"directory without policy files", []string{j("empty")}, nil, "holds no *.yaml or *.yml file"},
-		{"an emptied file", []string{j("blank/e.yaml")}, nil, "holds no policy document (empty, or only comments)"},
-		{"an emptied file among others", []string{dir, j("blank/e.yaml")}, nil, "e.yaml: holds no policy document"},
-		{"a file of comments only", []string{j("blank/c.yaml")}, nil, "holds no policy document"},
 		{"bad pattern", []string{j("[.yaml")}, nil, "bad glob pattern"},
 		{"empty path", []string{""}, nil, "empty path"},
 		{"no path", nil, nil, "no policy path given"},
@@ -172,6 +167,17 @@ func TestLoadSortsPoliciesByKey(t *testing.T) {
 	}
 	if want := []string{"a/m", "b", "z"}; !reflect.DeepEqual(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
+	}
+}
+
+func TestLoadWarnsAboutFileWithoutPolicy(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"a.yaml": named("a"), "b.yaml": "# placeholder\n"})
+	set, err := Load([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Warnings) != 1 || filepath.Base(set.Warnings[0].File) != "b.yaml" || !set.Warnings[0].Warning {
+		t.Errorf("warnings %v", set.Warnings)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,8 @@ type applier struct {
 	gen     uint64
 	hash    [32]byte
 	allowed []string
+	// held is how many policies each file of the set in force holds.
+	held map[string]int
 	// hup is a SIGHUP not yet served: it survives a full trigger channel,
 	// so that every RELOADING the loader told systemd gets its READY.
 	hup atomic.Bool
@@ -78,7 +81,7 @@ func (a *applier) load() (*policy.Set, *policy.Compiled, error) {
 func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, trigger string) error {
 	// What validate warns about (no policy selects this host, a direction
 	// of a CDE host left unfiltered) must not pass silently at enforce.
-	for _, w := range set.HostWarnings(a.labels) {
+	for _, w := range append(slices.Clone(set.Warnings), set.HostWarnings(a.labels)...) {
 		a.log.Warn("policy set warning", "finding", w.Error())
 		a.rec.write(audit.Record{Type: audit.TypePolicyWarning, Outcome: "warning", Who: who(),
 			Resource: "policy set", Details: map[string]any{"finding": w.Error(), "labels": a.cfg.Labels}})
@@ -98,6 +101,10 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 		against = "nothing: the first set this worker applies"
 	}
 	a.gen, a.hash, a.allowed = gen, set.Hash, now
+	a.held = map[string]int{}
+	for _, f := range set.Files {
+		a.held[f.Path] = f.Policies
+	}
 	a.ready.policy()
 	a.met.PolicyGeneration.Set(float64(gen))
 	a.met.Policies.Set(float64(len(compiled.Policies)))
@@ -137,6 +144,22 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 	return nil
 }
 
+// emptied refuses a set in which a file that holds policies in force
+// holds none: an editor or a configuration tool that truncates a file
+// before it writes it would otherwise unfilter, for a moment or for good,
+// what the file governed. (At start an empty file is only warned about:
+// no policy is in force to keep, and refusing would leave the host
+// unfiltered.)
+func (a *applier) emptied(set *policy.Set) error {
+	for _, f := range set.Files {
+		if n := a.held[f.Path]; n > 0 && f.Policies == 0 {
+			return fmt.Errorf("%s holds no policy document now, and %d of the policies in force came from it (emptied, or a write in progress?): "+
+				"the policy in force stays; to drop them, remove the file", f.Path, n)
+		}
+	}
+	return nil
+}
+
 // reload reads the policies again and applies them as the next
 // generation. A set that does not load, compile, fit or write is refused
 // whole and the one in force stays; the loader hears which. A change in
@@ -147,6 +170,9 @@ func (a *applier) reload(trigger string) error {
 	if err == nil && trigger == triggerFiles && set.Hash == a.hash {
 		a.log.Debug("policy directories changed, policy set did not")
 		return nil
+	}
+	if err == nil {
+		err = a.emptied(set)
 	}
 	if err == nil {
 		err = a.apply(set, compiled, a.gen+1, trigger)
