@@ -448,12 +448,12 @@ func (w *Writer) maybeSeal(now time.Time) error {
 	if w.inEpoch < EpochRecords && now.Sub(w.epochStart) < EpochDuration {
 		return nil
 	}
-	return w.seal(now)
+	return w.seal(now, true)
 }
 
 // seal writes the epoch's seal, passes it to the anchor, then evolves the
 // key, forgets the old one and saves the state before the next record.
-func (w *Writer) seal(now time.Time) error {
+func (w *Writer) seal(now time.Time, mayRotate bool) error {
 	seal := Record{Type: TypeEpochSealed, Outcome: "success", Who: "pci-segment worker",
 		Details: map[string]any{"chain": w.chain, "records": w.inEpoch}}
 	if err := w.append(seal); err != nil {
@@ -474,7 +474,7 @@ func (w *Writer) seal(now time.Time) error {
 	if err := w.saveState(); err != nil {
 		return err
 	}
-	if w.size >= w.opt.MaxSize {
+	if mayRotate && w.size >= w.opt.MaxSize {
 		return w.rotate()
 	}
 	return nil
@@ -715,8 +715,9 @@ func (w *Writer) Sync() error {
 	return w.flush(true)
 }
 
-// Close seals nothing (the next writer goes on from the state), syncs and
-// closes the log.
+// Close seals the epoch when it holds records (the next writer goes on
+// from the state), syncs and closes the log. It does not rotate after that
+// seal: the rotation record would follow the last anchored record.
 func (w *Writer) Close() error {
 	first := false
 	w.closing.Do(func() { first = true; close(w.stop) })
@@ -732,7 +733,7 @@ func (w *Writer) Close() error {
 	// then shows. A crash leaves the epoch open, its tail unanchored.
 	var err error
 	if w.inEpoch > 0 {
-		err = w.seal(time.Now())
+		err = w.seal(time.Now(), false)
 	}
 	if ferr := w.flush(true); err == nil {
 		err = ferr

@@ -627,6 +627,11 @@ func TestACleanStopAnchorsTheTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeN(t, w, 10, 0)
+	// The file at its size: an ordinary seal would rotate after it, and
+	// the rotation record would follow the last anchored one.
+	w.mu.Lock()
+	w.opt.MaxSize = w.size
+	w.mu.Unlock()
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -675,5 +680,24 @@ func TestReadKeysRefusesAKeyOthersCouldWrite(t *testing.T) {
 				t.Errorf("%s, read as %s: %v", name, filepath.Base(p), err)
 			}
 		}
+	}
+	// A link in a root's key directory to a key elsewhere could be
+	// repointed between the check and the read: refused.
+	dir := filepath.Join(t.TempDir(), "keys")
+	os.Mkdir(dir, 0o700)
+	target := filepath.Join(t.TempDir(), "00112233445566778899aabbccddeeff.key")
+	os.WriteFile(target, []byte(key), 0o400)
+	os.Symlink(target, filepath.Join(dir, filepath.Base(target)))
+	if _, err := ReadKeys(dir); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("a key directory holding a symbolic link: %v, want a refusal", err)
+	}
+}
+
+// An empty audit directory has no chain whose MACs were checked: it is
+// not reported keyed, so nothing calls it intact.
+func TestAnEmptyLogIsNotKeyed(t *testing.T) {
+	rep, err := Verify(t.TempDir(), map[string]Key{}, nil)
+	if err != nil || rep.Keyed || rep.Records != 0 {
+		t.Errorf("an empty directory: %+v, %v; want no records and not keyed", rep, err)
 	}
 }

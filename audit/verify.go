@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -245,6 +247,7 @@ func Verify(dir string, keys map[string]Key, state *State) (Report, error) {
 		}
 	}
 	rep.LastSeq = seq
+	rep.Keyed = rep.Keyed && len(rep.Chains) > 0 // no chain, no MAC checked
 	if state != nil && state.Chain == chain {
 		rep.Anchored = state.Seq
 		want, _ := hex.DecodeString(state.MAC)
@@ -340,28 +343,42 @@ func CheckSeals(dir string, seals []Seal) error {
 func KeyFile(dir, chain string) string { return filepath.Join(dir, chain+".key") }
 
 // ReadKeys reads first keys: a key file, or a directory of them. A key
-// proves nothing if someone other than root or the caller could have
-// written it, so each file and the directory holding it must be owned by
-// one of them and writable by no one else.
+// proves nothing if someone other than its keeper could have written it:
+// each file, the directory holding it and every directory above must be
+// root's or the caller's (never the service account's, whose log the key
+// checks) and writable by no one else, a sticky directory aside. Files are
+// opened without following a link and judged by the descriptor read.
 func ReadKeys(path string) (map[string]Key, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("read audit key: %w", err)
 	}
-	files := []string{path}
+	files, dir := []string{path}, filepath.Dir(path)
 	if st.IsDir() {
 		files, _ = filepath.Glob(filepath.Join(path, "*.key"))
+		dir = path
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read audit key: %w", err)
+	}
+	for p := real; ; p = filepath.Dir(p) {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil, fmt.Errorf("read audit key: %w", err)
+		}
+		if err := trusted(p, fi); err != nil {
+			return nil, err
+		}
+		if p == "/" || p == "." {
+			break
+		}
 	}
 	keys := map[string]Key{}
 	for _, f := range files {
-		for _, p := range []string{filepath.Dir(f), f} {
-			if err := trusted(p); err != nil {
-				return nil, err
-			}
-		}
-		b, err := os.ReadFile(f)
+		b, err := readTrusted(f)
 		if err != nil {
-			return nil, fmt.Errorf("read audit key: %w", err)
+			return nil, err
 		}
 		var k Key
 		raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
@@ -374,20 +391,43 @@ func ReadKeys(path string) (map[string]Key, error) {
 	return keys, nil
 }
 
-// trusted refuses a key file or directory that someone other than root or
-// the caller owns, or that its group or others may write (but for a
-// sticky directory).
-func trusted(p string) error {
-	fi, err := os.Stat(p)
+// readTrusted reads a key file through a descriptor opened without
+// following a link, after judging that descriptor.
+func readTrusted(name string) ([]byte, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("read audit key: %w", err)
+		return nil, fmt.Errorf("read audit key (a symbolic link is refused): %w", err)
 	}
-	st := fi.Sys().(*syscall.Stat_t)
-	// A sticky directory (/tmp) lets no one replace another's file.
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read audit key: %w", err)
+	}
+	if err := trusted(name, fi); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(io.LimitReader(f, 256))
+}
+
+// ServiceAccount is the account whose keys an auditor must not trust.
+const ServiceAccount = "pci-segment"
+
+// trusted refuses a key file or directory that someone other than root or
+// the caller owns (the service account never counts as the caller), or
+// that its group or others may write (but for a sticky directory).
+func trusted(p string, fi os.FileInfo) error {
+	uid := int(fi.Sys().(*syscall.Stat_t).Uid)
+	caller := os.Geteuid()
+	if u, err := user.Lookup(ServiceAccount); err == nil && u.Uid == strconv.Itoa(caller) {
+		caller = 0 // only root's keys for the account
+	}
 	shared := fi.Mode().Perm()&0o022 != 0 && (!fi.IsDir() || fi.Mode()&os.ModeSticky == 0)
-	if (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || shared {
+	if fi.Mode()&os.ModeSymlink != 0 {
+		shared = false // its target is judged too
+	}
+	if (uid != 0 && uid != caller) || shared {
 		return fmt.Errorf("audit key %s is owned by uid %d with mode %v: a key someone else could have written proves nothing; "+
-			"use the loader's key directory (--key-dir, root's), or a copy only you can write", p, st.Uid, fi.Mode().Perm())
+			"use the loader's key directory (--key-dir, root's), or a copy only you can write", p, uid, fi.Mode().Perm())
 	}
 	return nil
 }

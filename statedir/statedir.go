@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -70,44 +71,80 @@ func Prepare(auditDir, stateDir, keyDir string, uid, gid uint32) (*os.File, erro
 }
 
 // openKeyDir makes and opens the root-only key directory, after checking
-// that only root can change any directory above it.
+// that only root can change any directory above it: before making it, to
+// say so before anything is made, and again after, when every part exists
+// (one another user made in a sticky directory meanwhile shows then). A
+// directory that exists is taken only if it is root's and no one else's.
 func openKeyDir(dir string) (*os.File, error) {
-	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
-		var st unix.Stat_t
-		err := unix.Lstat(p, &st)
-		switch {
-		case errors.Is(err, unix.ENOENT):
-			continue // made below, root's
-		case err != nil:
-			return nil, fmt.Errorf("inspect %s, above the key directory: %w", p, err)
-		}
-		// A sticky directory (/tmp) lets no one else rename root's entries.
-		if st.Uid != 0 || st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
-			return nil, fmt.Errorf("the key directory %s lies in %s (uid %d, mode %#o), which someone other than root can change: "+
-				"whoever can could swap the auditor's keys for their own; give --key-dir a place only root can change, like /var/lib/pci-segment-keys",
-				dir, p, st.Uid, st.Mode&0o7777)
-		}
-		if p == "/" || p == "." {
-			break
-		}
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("the key directory %q (--key-dir) must be an absolute path", dir)
 	}
+	if err := rootsAlone(dir); err != nil {
+		return nil, err
+	}
+	_, err := os.Lstat(dir)
+	made := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, keysMode); err != nil {
-		return nil, fmt.Errorf("create the key directory (--key-dir): %w", err)
+		return nil, fmt.Errorf("create the key directory %s (--key-dir; systemd-tmpfiles --create makes it): %w", dir, err)
+	}
+	if err := rootsAlone(dir); err != nil {
+		return nil, err
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open the key directory %s (a symlink is refused): %w", dir, err)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Uid != 0 {
+	if err := unix.Fstat(fd, &st); err != nil || st.Uid != 0 || !made && st.Mode&0o077 != 0 {
 		unix.Close(fd)
-		return nil, fmt.Errorf("the key directory %s is not root's (uid %d): remove it; the loader makes it", dir, st.Uid)
+		return nil, fmt.Errorf("the key directory %s (uid %d, mode %#o) must be root's alone: chown root: and chmod 0700 it, or remove it for the loader to make",
+			dir, st.Uid, st.Mode&0o7777)
 	}
-	if err := unix.Fchmod(fd, keysMode); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("restrict the key directory %s: %w", dir, err)
+	if made {
+		if err := unix.Fchmod(fd, keysMode); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("restrict the key directory %s: %w", dir, err)
+		}
 	}
 	return os.NewFile(uintptr(fd), dir), nil
+}
+
+// rootsAlone checks that no one but root can change the directories above
+// dir, as written and with its symbolic links followed: each is root's
+// and writable by no one else, or sticky (as /tmp, where no one renames
+// another's entry); a symbolic link on the way must be root's. Parts that
+// do not exist yet are skipped.
+func rootsAlone(dir string) error {
+	parent := filepath.Dir(dir)
+	paths := []string{parent}
+	for p := parent; ; p = filepath.Dir(p) {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			paths = append(paths, real)
+			break
+		}
+		if p == "/" {
+			break
+		}
+	}
+	for _, top := range paths {
+		for p := top; ; p = filepath.Dir(p) {
+			var st unix.Stat_t
+			err := unix.Lstat(p, &st)
+			switch {
+			case errors.Is(err, unix.ENOENT):
+			case err != nil:
+				return fmt.Errorf("inspect %s, above the key directory: %w", p, err)
+			case st.Uid != 0 || st.Mode&unix.S_IFMT != unix.S_IFLNK && st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0:
+				return fmt.Errorf("the key directory %s lies in %s (uid %d, mode %#o), which someone other than root can change: "+
+					"whoever can could swap the auditor's keys for their own; give --key-dir a place only root can change, like /var/lib/pci-segment-keys",
+					dir, p, st.Uid, st.Mode&0o7777)
+			}
+			if p == "/" {
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // NewChain makes a new audit chain's id and first key and keeps the

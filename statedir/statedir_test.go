@@ -71,8 +71,32 @@ func TestPrepareRefusesSymlinksAndAForeignKeyDirectory(t *testing.T) {
 	os.Mkdir(keyDir, 0o700)
 	os.Chown(keyDir, nobody, nobody)
 	_, err = Prepare(filepath.Join(top, "log2"), filepath.Join(top, "lib2"), keyDir, nobody, nobody)
-	if err == nil || !strings.Contains(err.Error(), "not root's") {
+	if err == nil || !strings.Contains(err.Error(), "must be root's alone") {
 		t.Errorf("a key directory the account owns: %v, want a refusal", err)
+	}
+	// One that exists, root's but readable by others, is refused, not
+	// quietly narrowed: --key-dir /etc must not chmod /etc.
+	wide := filepath.Join(top, "wide")
+	os.Mkdir(wide, 0o755)
+	os.Chmod(wide, 0o755)
+	_, err = Prepare(filepath.Join(top, "log4"), filepath.Join(top, "lib4"), wide, nobody, nobody)
+	if _, _, mode := owner(t, wide); err == nil || !strings.Contains(err.Error(), "chmod 0700") || mode.Perm() != 0o755 {
+		t.Errorf("an existing 0755 key directory: %v, mode now %v; want a refusal that leaves it", err, mode)
+	}
+	if _, err := Prepare(filepath.Join(top, "log5"), filepath.Join(top, "lib5"), "keys", nobody, nobody); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Errorf("a relative key directory: %v, want a refusal", err)
+	}
+	// A root's symbolic link on the way (/var/lib elsewhere) is followed.
+	real := filepath.Join(top, "real")
+	os.Mkdir(real, 0o755)
+	if err := os.Symlink(real, filepath.Join(top, "link")); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := Prepare(filepath.Join(top, "log6"), filepath.Join(top, "lib6"), filepath.Join(top, "link", "keys"), nobody, nobody)
+	if err != nil {
+		t.Errorf("a key directory below a root's symlink: %v", err)
+	} else {
+		keys.Close()
 	}
 	if err := os.Symlink(elsewhere, filepath.Join(top, "keys3")); err != nil {
 		t.Fatal(err)
@@ -94,6 +118,14 @@ func TestPrepareRefusesAKeyDirectoryTheAccountCouldSwap(t *testing.T) {
 	_, err := Prepare(filepath.Join(top, "log"), state, filepath.Join(state, "audit-keys"), nobody, nobody)
 	if err == nil || !strings.Contains(err.Error(), "--key-dir") || !strings.Contains(err.Error(), "uid 65534") {
 		t.Errorf("a key directory in the account's state directory: %v, want a refusal", err)
+	}
+	// Through a root's symlink into a directory the account owns.
+	if err := os.Symlink(state, filepath.Join(top, "via")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Prepare(filepath.Join(top, "log3"), state, filepath.Join(top, "via", "keys"), nobody, nobody)
+	if err == nil || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("a key directory through a symlink into the account's directory: %v, want a refusal", err)
 	}
 	open := filepath.Join(top, "open")
 	os.Mkdir(open, 0o777)

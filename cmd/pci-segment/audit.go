@@ -73,8 +73,13 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "tail NOT anchored: no worker chain state (--state-dir), so a cut tail would not show")
 		case p == nil && rep.Anchored < rep.LastSeq:
 			fmt.Fprintf(stdout, "tail anchored up to record %d by the worker's state; records %d to %d are not yet: "+
-				"a cut among them would not show until their epoch is sealed (at a clean stop, every %d records or %v); --seals checks the syslog copies\n",
+				"a cut among them would not show until their epoch is sealed (at a clean stop, every %d records or %v)\n",
 				rep.Anchored, rep.Anchored+1, rep.LastSeq, audit.EpochRecords, audit.EpochDuration)
+		}
+		if state != nil && c.Seals == "" {
+			// The state is the worker's own file: it shows a cut made by
+			// anyone else, not one the account made with the state.
+			fmt.Fprintln(stdout, "the state is the service account's file: --seals (the syslog copies) checks the tail against the account too")
 		}
 		switch {
 		case p != nil:
