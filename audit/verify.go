@@ -257,7 +257,7 @@ func Verify(dir string, keys map[string]Key, state *State) (Report, error) {
 			if len(files) > 0 {
 				last = files[len(files)-1]
 			}
-			return fail(last, 0, seq, "truncated", fmt.Sprintf("the log ends at record %d, but the worker's state says record %d was written", seq, state.Seq))
+			return fail(last, 0, seq+1, "truncated", fmt.Sprintf("the log ends at record %d, but the worker's state says record %d was written: records %d to %d are missing", seq, state.Seq, seq+1, state.Seq))
 		case state.Seq > 0 && !bytes.Equal(want, macOf(macs, state.Seq)):
 			return fail(filepath.Join(dir, FileName), 0, state.Seq, "modified", "record the worker's state points at does not carry the MAC the state holds")
 		}
@@ -355,8 +355,18 @@ func ReadKeys(path string) (map[string]Key, error) {
 	}
 	files, dir := []string{path}, filepath.Dir(path)
 	if st.IsDir() {
-		files, _ = filepath.Glob(filepath.Join(path, "*.key"))
-		dir = path
+		// Listed, not globbed: a directory the caller may not read is
+		// an error, not a directory without keys.
+		ents, err := os.ReadDir(path)
+		if err != nil {
+			return nil, fmt.Errorf("read audit keys: %w", err)
+		}
+		files, dir = nil, path
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".key") {
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
 	}
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
@@ -430,4 +440,11 @@ func trusted(p string, fi os.FileInfo) error {
 			"use the loader's key directory (--key-dir, root's), or a copy only you can write", p, uid, fi.Mode().Perm())
 	}
 	return nil
+}
+
+// SyslogMessage frames an audit line as its copies outside the log travel
+// to syslog (the worker's seals, detach's record): authpriv.notice, tagged
+// pci-segment-audit, which ReadSeals finds in an export.
+func SyslogMessage(host string, line []byte) []byte {
+	return fmt.Appendf(nil, "<%d>%s %s pci-segment-audit[%d]: %s", 10*8+5, time.Now().Format(time.Stamp), host, os.Getpid(), line)
 }

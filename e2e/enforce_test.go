@@ -282,6 +282,14 @@ func TestEnforcementSurvivesKillAndDetachRemovesIt(t *testing.T) {
 	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
 	loaderPID, workerPID := e.pids(t)
 
+	// Under a running enforce, detach refuses: the loader would go on
+	// reporting that it enforces.
+	out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "stop it first") || !strings.Contains(string(out), fmt.Sprintf("pid %d", loaderPID)) {
+		t.Errorf("detach under a running enforce: %v\n%s", err, out)
+	}
+	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+
 	// The loader first: killed second, it might already have exited on
 	// its own after seeing the worker die.
 	for _, pid := range []int{loaderPID, workerPID} {
@@ -307,7 +315,7 @@ func TestEnforcementSurvivesKillAndDetachRemovesIt(t *testing.T) {
 	}
 
 	sock, records := datagrams(t)
-	out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", sock).CombinedOutput()
+	out, err = exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", sock).CombinedOutput()
 	if err != nil {
 		t.Fatalf("detach: %v\n%s", err, out)
 	}

@@ -204,6 +204,7 @@ func newEnforcer(t *testing.T, l *lab.Lab, policies string, o enforceOpts) *enfo
 			case <-e.exited:
 			case <-time.After(10 * time.Second):
 				e.cmd.Process.Kill()
+				<-e.exited
 			}
 		}
 		// Remove whatever the test left: enforcement ends with the test.

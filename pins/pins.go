@@ -186,11 +186,23 @@ func loadMaps(dir string) (map[string]*ebpf.Map, error) {
 
 // Detach removes every link and pin of ours under pinDir: links are detached
 // from their interfaces first, so enforcement ends even while another process
-// still holds a link fd. It returns the links it detached, by pin name.
+// still holds a link fd. It returns the links it detached, by pin name. It
+// refuses while an enforce holds the directory's lock, which would go on
+// reporting (readiness, metrics, status to systemd) that it enforces; it
+// holds the lock itself meanwhile, so that none starts.
 func Detach(pinDir string, log hclog.Logger) ([]string, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("detach must run as root (running as uid %d): the pins are root's", os.Geteuid())
 	}
+	lock, err := Lock(pinDir)
+	if errors.Is(err, ErrLocked) {
+		return nil, fmt.Errorf("%w: stop it first (systemctl stop pci-segment, or SIGTERM to that pid; its pinned links keep enforcing until detach), "+
+			"since a running enforce would go on reporting that it enforces", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
 	layouts, err := Layouts(pinDir)
 	if err != nil {
 		return nil, err

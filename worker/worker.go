@@ -409,8 +409,7 @@ func syslogAnchor(fd int, copied prometheus.Gauge, log hclog.Logger) func([]byte
 	copied.Set(1)
 	host, _ := os.Hostname()
 	return func(line []byte) {
-		msg := fmt.Sprintf("<%d>%s %s pci-segment-audit[%d]: %s", 10*8+5, time.Now().Format(time.Stamp), host, os.Getpid(), line)
-		if _, err := unix.Write(fd, []byte(msg)); err != nil {
+		if _, err := unix.Write(fd, audit.SyslogMessage(host, line)); err != nil {
 			copied.Set(0)
 			log.Warn("audit seal not copied to syslog", "error", err)
 			return

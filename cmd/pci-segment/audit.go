@@ -43,12 +43,14 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 		}
 	}
 	rep, err := audit.Verify(c.Dir, keys, state)
+	sealsFound := -1
 	if err == nil && c.Seals != "" {
 		seals, serr := audit.ReadSeals(c.Seals)
 		if serr != nil {
 			fmt.Fprintln(stderr, serr)
 			return 2
 		}
+		sealsFound = len(seals)
 		err = audit.CheckSeals(c.Dir, seals)
 		if p, ok := err.(*audit.Problem); ok {
 			rep.Problem = p
@@ -76,12 +78,20 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 				"a cut among them would not show until their epoch is sealed (at a clean stop, every %d records or %v)\n",
 				rep.Anchored, rep.Anchored+1, rep.LastSeq, audit.EpochRecords, audit.EpochDuration)
 		}
+		switch {
+		case sealsFound == 0:
+			fmt.Fprintf(stdout, "seals NOT checked: %s holds no seal record, so nothing was held against syslog\n", c.Seals)
+		case sealsFound > 0 && p == nil:
+			fmt.Fprintf(stdout, "%d seals in %s, each in the log as syslog has it\n", sealsFound, c.Seals)
+		}
 		if state != nil && c.Seals == "" {
 			// The state is the worker's own file: it shows a cut made by
 			// anyone else, not one the account made with the state.
 			fmt.Fprintln(stdout, "the state is the service account's file: --seals (the syslog copies) checks the tail against the account too")
 		}
 		switch {
+		case p != nil && p.Line == 0:
+			fmt.Fprintf(stdout, "FAILED at %s: record %d %s: %s\n", filepath.Base(p.File), p.Seq, p.Kind, p.Why)
 		case p != nil:
 			fmt.Fprintf(stdout, "FAILED at %s line %d: record %d %s: %s\n", filepath.Base(p.File), p.Line, p.Seq, p.Kind, p.Why)
 		case !rep.Keyed:
@@ -93,7 +103,7 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 	switch {
 	case p != nil:
 		return 1
-	case !rep.Keyed:
+	case !rep.Keyed || sealsFound == 0:
 		return 3
 	}
 	return 0

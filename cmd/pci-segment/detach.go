@@ -3,7 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log/syslog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -27,7 +27,8 @@ func (c detachCmd) run(log hclog.Logger) error {
 	if len(links) == 0 && err == nil {
 		return nil // nothing was enforcing: nothing changed
 	}
-	r := audit.Record{Time: time.Now().UTC().Format(time.RFC3339Nano), Type: audit.TypeDetached, Outcome: "success",
+	now := time.Now().UTC()
+	r := audit.Record{Time: now.Format(time.RFC3339Nano), TimeNS: now.UnixNano(), Type: audit.TypeDetached, Outcome: "success",
 		Who: who(), Resource: c.PinDir, Details: map[string]any{"links": links}}
 	r.Host, _ = os.Hostname()
 	if err != nil {
@@ -41,21 +42,24 @@ func (c detachCmd) run(log hclog.Logger) error {
 	return err
 }
 
-// record sends r to syslog as the worker sends its seals.
+// record sends r to syslog as the worker sends its seals: authpriv.notice,
+// tagged pci-segment-audit, with the host's name. Its seq is 0: it is not
+// in the chain.
 func (c detachCmd) record(r audit.Record) error {
 	if c.Syslog == "" {
 		return nil
 	}
-	w, err := syslog.Dial("unixgram", c.Syslog, syslog.LOG_AUTHPRIV|syslog.LOG_NOTICE, "pci-segment-audit")
-	if err != nil {
-		return err
-	}
-	defer w.Close()
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return w.Notice(string(b))
+	conn, err := net.Dial("unixgram", c.Syslog)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Write(audit.SyslogMessage(r.Host, b))
+	return err
 }
 
 // who names the user behind this process: its uid, the login uid the

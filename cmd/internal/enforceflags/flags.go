@@ -20,7 +20,7 @@ type Flags struct {
 	PinDir            string   `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory for pins; the layout version is a subdirectory."`
 	AuditDir          string   `default:"/var/log/pci-segment" help:"Directory of the audit log, owned by the service account."`
 	StateDir          string   `default:"/var/lib/pci-segment" help:"State directory, the service account's."`
-	KeyDir            string   `default:"/var/lib/pci-segment-keys" help:"Root-only directory where the loader keeps the auditor's copy of each audit chain's first key (audit verify --key); every directory above it must be root's alone."`
+	KeyDir            string   `default:"/var/lib/pci-segment-keys" help:"Root-only directory where the loader keeps the auditor's copy of each audit chain's first key (audit verify --key); every directory above it must be root's alone (or sticky, as /tmp)."`
 	MetricsAddr       string   `default:"127.0.0.1:9720" help:"Address the worker serves /metrics on."`
 	AllowRoot         bool     `help:"Development only: let the worker keep uid 0 (it still has no capabilities)."`
 	Mode              string   `default:"enforce" enum:"enforce,monitor" help:"enforce drops what the policies deny; monitor, for rollout, lets it pass, counted and audited as would-be denials (the host is then not segmented)."`
