@@ -30,6 +30,7 @@ type statusJSON struct {
 		Root bool `json:"root"`
 	} `json:"viewer"`
 	PinDir    string           `json:"pin_dir"`
+	StateDir  string           `json:"state_dir"`
 	Loader    *statusProcess   `json:"loader"`
 	Worker    *statusProcess   `json:"worker"`
 	Overrides []statusOverride `json:"overrides"`
@@ -393,6 +394,16 @@ func TestStatusShowsTheSplitAsProcSeesIt(t *testing.T) {
 		if s.Policy == nil || s.Policy.Generation != 1 || s.Policy.Layout != bpf.LayoutVersion ||
 			s.Policy.SetSHA256 != appliedHash(t, e) {
 			t.Errorf("policy %+v; want generation 1, layout %d, the set hash of the audit log", s.Policy, bpf.LayoutVersion)
+		}
+		// Without --state-dir, status finds the running instance's from
+		// its worker's command line, and the Landlock report there.
+		out, err := exec.Command(binary, "status", "--pin-dir", e.pinDir, "-o", "json").Output()
+		var own statusJSON
+		if err == nil {
+			err = json.Unmarshal(out, &own)
+		}
+		if err != nil || own.StateDir != e.stateDir || own.Landlock == nil {
+			t.Errorf("status without --state-dir: %v; state dir %q, want %q, and a Landlock report", err, own.StateDir, e.stateDir)
 		}
 		if s.Policy != nil && !slices.Equal(s.Policy.Governed, []string{"ingress", "egress"}) {
 			t.Errorf("governed %q, want both directions, as labPolicy's policyTypes say", s.Policy.Governed)

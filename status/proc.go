@@ -168,7 +168,7 @@ func findInstance(root, pinDir string, self int) (instance, error) {
 			continue
 		}
 		inst.procs[pid] = info
-		if subcommand(info.args) == "enforce" && samePath(pinDirOf(info.args), pinDir) {
+		if subcommand(info.args) == "enforce" && samePath(flagOf(info.args, "--pin-dir", pins.DefaultDir), pinDir) {
 			loaders = append(loaders, pid)
 		}
 	}
@@ -227,17 +227,17 @@ func subcommand(args []string) string {
 	return ""
 }
 
-// pinDirOf is enforce's --pin-dir, or its default.
-func pinDirOf(args []string) string {
+// flagOf is the value of a command line's flag, or def.
+func flagOf(args []string, flag, def string) string {
 	for i, a := range args {
-		if a == "--pin-dir" && i+1 < len(args) {
+		if a == flag && i+1 < len(args) {
 			return args[i+1]
 		}
-		if v, ok := strings.CutPrefix(a, "--pin-dir="); ok {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
 			return v
 		}
 	}
-	return pins.DefaultDir
+	return def
 }
 
 func samePath(a, b string) bool { return filepath.Clean(a) == filepath.Clean(b) }

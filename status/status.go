@@ -1,6 +1,7 @@
 package status
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,7 +21,9 @@ type Options struct {
 	// PinDir is the instance's --pin-dir (the layout directory is below
 	// it).
 	PinDir string
-	// StateDir is its --state-dir, where the worker's Landlock report is.
+	// StateDir is its --state-dir, where the worker's Landlock report is;
+	// "" for the running instance's (its worker's command line says), or
+	// DefaultStateDir without one.
 	StateDir string
 }
 
@@ -138,6 +141,9 @@ type Verdicts struct {
 	WouldDenyBytes   uint64 `json:"would_deny_bytes"`
 }
 
+// DefaultStateDir is enforce's default --state-dir.
+const DefaultStateDir = "/var/lib/pci-segment"
+
 // Gather reads the instance o names. It never fails: what it cannot read
 // is listed in Unavailable.
 func Gather(o Options) *Status {
@@ -154,6 +160,16 @@ func Gather(o Options) *Status {
 	inst, err := findInstance(procRoot, o.PinDir, os.Getpid())
 	if err != nil {
 		g.unavailable("pci-segment processes", err)
+	}
+	if o.StateDir == "" {
+		// The worker's is absolute (the loader makes it so); the
+		// loader's, as typed, may not be.
+		o.StateDir = flagOf(inst.procs[inst.worker].args, "--state-dir", "")
+		if loaders := flagOf(inst.loaderArgs, "--state-dir", ""); o.StateDir == "" && filepath.IsAbs(loaders) {
+			o.StateDir = loaders
+		}
+		o.StateDir = cmp.Or(o.StateDir, DefaultStateDir)
+		s.StateDir = o.StateDir
 	}
 	for _, extra := range inst.others {
 		g.finding(fmt.Sprintf("another loader (pid %d) also names this pin directory", extra))

@@ -9,7 +9,7 @@ import (
 
 type statusCmd struct {
 	PinDir   string `default:"/sys/fs/bpf/pci-segment" help:"bpffs directory of the instance to show (enforce's --pin-dir)."`
-	StateDir string `default:"/var/lib/pci-segment" help:"State directory of that instance (enforce's --state-dir), where the worker reports its Landlock rules."`
+	StateDir string `help:"State directory of that instance (enforce's --state-dir), where the worker reports its Landlock rules. Default: the running instance's, else /var/lib/pci-segment."`
 	Output   string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
 }
 
