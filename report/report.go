@@ -35,7 +35,7 @@ type Options struct {
 	Files    []string // -f: the policy files, directories, globs
 	Labels   string   // the host's labels; "" for none
 	PinDir   string   // the enforcing instance's --pin-dir
-	StateDir string   // its --state-dir
+	StateDir string   // its --state-dir; "" for the running instance's (status finds it)
 	AuditDir string   // its --audit-dir
 	Key      string   // audit first key file or directory; "" to check order and links only
 	Version  string   // the product version
@@ -245,7 +245,7 @@ func Build(o Options) *Report {
 	if r.Privilege.Findings == nil {
 		r.Privilege.Findings = []string{}
 	}
-	r.Audit = auditReport(o.AuditDir, o.StateDir, o.Key)
+	r.Audit = auditReport(o.AuditDir, cmp.Or(o.StateDir, st.StateDir), o.Key)
 	r.Unmatched = unmatched(st, r.Live, o.AuditDir)
 	return r
 }
