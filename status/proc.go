@@ -131,8 +131,8 @@ type Seccomp struct {
 
 // procInfo is what discovery reads of each pci-segment process.
 type procInfo struct {
-	pid, ppid int
-	args      []string
+	pid, ppid, uid int
+	args           []string
 }
 
 // instance is the loader and worker of one pin directory.
@@ -142,6 +142,10 @@ type instance struct {
 	procs          map[int]procInfo
 	// others are further loaders naming the same pin directory.
 	others []int
+	// posers name it too but do not run as root: anyone can start a
+	// process called pci-segment with such a command line, and none of
+	// them is the loader, nor their children its worker.
+	posers []int
 }
 
 // findInstance looks for the processes of the instance pinning to pinDir,
@@ -169,6 +173,10 @@ func findInstance(root, pinDir string, self int) (instance, error) {
 		}
 		inst.procs[pid] = info
 		if subcommand(info.args) == "enforce" && samePath(flagOf(info.args, "--pin-dir", pins.DefaultDir), pinDir) {
+			if info.uid != 0 {
+				inst.posers = append(inst.posers, pid)
+				continue
+			}
 			loaders = append(loaders, pid)
 		}
 	}
@@ -176,6 +184,10 @@ func findInstance(root, pinDir string, self int) (instance, error) {
 		return inst, nil
 	}
 	slices.Sort(loaders)
+	// The one holding the directory's lock (the kernel's record) first.
+	if i := slices.Index(loaders, pins.Holder(pinDir)); i > 0 {
+		loaders[0], loaders[i] = loaders[i], loaders[0]
+	}
 	inst.loader, inst.others = loaders[0], loaders[1:]
 	inst.loaderArgs = inst.procs[inst.loader].args
 	var workers []int
@@ -202,13 +214,26 @@ func readProcInfo(dir string, pid int) (procInfo, error) {
 	if err != nil {
 		return info, err
 	}
+	found := 0
 	for _, line := range strings.Split(string(st), "\n") {
 		if v, ok := strings.CutPrefix(line, "PPid:\t"); ok {
-			info.ppid, err = strconv.Atoi(v)
-			return info, err
+			if info.ppid, err = strconv.Atoi(v); err != nil {
+				return info, err
+			}
+			found++
+		}
+		if v, ok := strings.CutPrefix(line, "Uid:\t"); ok {
+			real, _, _ := strings.Cut(v, "\t")
+			if info.uid, err = strconv.Atoi(real); err != nil {
+				return info, err
+			}
+			found++
 		}
 	}
-	return info, errors.New("no PPid line in " + dir + "/status")
+	if found != 2 {
+		return info, errors.New("no PPid or Uid line in " + dir + "/status")
+	}
+	return info, nil
 }
 
 // subcommand is the first argument after the program name that is not a

@@ -174,6 +174,9 @@ func Gather(o Options) *Status {
 	for _, extra := range inst.others {
 		g.finding(fmt.Sprintf("another loader (pid %d) also names this pin directory", extra))
 	}
+	for _, p := range inst.posers {
+		g.finding(fmt.Sprintf("pid %d (uid %d) runs as `pci-segment enforce` on this pin directory but not as root: it is not the loader, and is not shown as one", p, inst.procs[p].uid))
+	}
 	if inst.loader != 0 {
 		s.Loader = g.process("loader", inst.loader, inst.procs[inst.loader])
 		s.Overrides = g.overrides(inst.loader, inst.loaderArgs)

@@ -30,7 +30,7 @@ func fakeProc(t *testing.T, root string, pid, ppid int, comm string, args ...str
 	for name, body := range map[string]string{
 		"comm":    comm + "\n",
 		"cmdline": strings.Join(args, "\x00") + "\x00",
-		"status":  fmt.Sprintf("Name:\t%s\nPPid:\t%d\n", comm, ppid),
+		"status":  fmt.Sprintf("Name:\t%s\nPPid:\t%d\nUid:\t0\t0\t0\t0\n", comm, ppid),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -80,6 +80,17 @@ func TestFindInstanceByPinDirectory(t *testing.T) {
 	inst, _ = findInstance(root, pin, 400)
 	if inst.loader != 100 || !slices.Equal(inst.others, []int{150}) {
 		t.Errorf("two loaders: loader %d others %v", inst.loader, inst.others)
+	}
+	// A user's process dressed as a loader, with a worker of its own, is
+	// neither: the loader runs as root.
+	fakeProc(t, root, 90, 1, "pci-segment", "pci-segment", "enforce", "--pin-dir", pin)
+	fakeProc(t, root, 91, 90, "pci-segment", "pci-segment", "worker", "--state-dir", "/tmp/forged")
+	for _, pid := range []int{90, 91} {
+		os.WriteFile(filepath.Join(root, fmt.Sprint(pid), "status"), []byte(fmt.Sprintf("Name:\tpci-segment\nPPid:\t%d\nUid:\t1000\t1000\t1000\t1000\n", map[int]int{90: 1, 91: 90}[pid])), 0o644)
+	}
+	inst, _ = findInstance(root, pin, 400)
+	if inst.loader != 100 || inst.worker != 101 || !slices.Equal(inst.posers, []int{90}) {
+		t.Errorf("with a user's impostor: loader %d worker %d posers %v", inst.loader, inst.worker, inst.posers)
 	}
 	if _, err := findInstance(filepath.Join(root, "missing"), pin, 1); err == nil {
 		t.Error("no error for an unreadable process list")
