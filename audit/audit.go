@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -210,10 +212,17 @@ var ErrNoState = errors.New("no audit chain state")
 // LoadState reads the chain state in stateDir.
 func LoadState(stateDir string) (State, error) {
 	var s State
-	b, err := os.ReadFile(filepath.Join(stateDir, StateFile))
+	// The account's file, read by root too (status, report, verify):
+	// opened without following a link, and read to a bound.
+	f, err := os.OpenFile(filepath.Join(stateDir, StateFile), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, ErrNoState
 	}
+	if err != nil {
+		return s, fmt.Errorf("read audit chain state (a symbolic link is refused): %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return s, fmt.Errorf("read audit chain state: %w", err)
 	}

@@ -104,6 +104,9 @@ type Problem struct {
 }
 
 func (p *Problem) Error() string {
+	if p.Line == 0 {
+		return fmt.Sprintf("%s: record %d %s: %s", p.File, p.Seq, p.Kind, p.Why)
+	}
 	return fmt.Sprintf("%s:%d: record %d %s: %s", p.File, p.Line, p.Seq, p.Kind, p.Why)
 }
 
@@ -119,6 +122,9 @@ type Report struct {
 	// Anchored is the last record the worker's state vouches for: a cut
 	// of the records after it would not show (0 without the state).
 	Anchored uint64 `json:"anchored"`
+	// SealsChecked counts the syslog copies of seals held against the
+	// log (audit verify --seals); absent when none were given.
+	SealsChecked *int `json:"seals_checked,omitempty"`
 	// FromSeq is the first record there: above 1 when retention removed
 	// the files before it (each rotated file starts with a record naming
 	// its chain, from which the verifier goes on).
@@ -443,8 +449,10 @@ func trusted(p string, fi os.FileInfo) error {
 }
 
 // SyslogMessage frames an audit line as its copies outside the log travel
-// to syslog (the worker's seals, detach's record): authpriv.notice, tagged
-// pci-segment-audit, which ReadSeals finds in an export.
-func SyslogMessage(host string, line []byte) []byte {
-	return fmt.Appendf(nil, "<%d>%s %s pci-segment-audit[%d]: %s", 10*8+5, time.Now().Format(time.Stamp), host, os.Getpid(), line)
+// to the local syslog socket (the worker's seals, detach's record):
+// authpriv.notice, tagged pci-segment-audit, in the local format, without
+// a host name, which the daemon adds (journald takes a host name there
+// for the tag). The record names its host itself.
+func SyslogMessage(line []byte) []byte {
+	return fmt.Appendf(nil, "<%d>%s pci-segment-audit[%d]: %s", 10*8+5, time.Now().Format(time.Stamp), os.Getpid(), line)
 }

@@ -282,13 +282,19 @@ func TestEnforcementSurvivesKillAndDetachRemovesIt(t *testing.T) {
 	e := startEnforcing(t, l, policyDir(t, map[string]string{"cde.yaml": labPolicy}), enforceOpts{})
 	loaderPID, workerPID := e.pids(t)
 
-	// Under a running enforce, detach refuses: the loader would go on
-	// reporting that it enforces.
-	out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", "").CombinedOutput()
+	// Under a running enforce, detach refuses, and records nothing: the
+	// loader would go on reporting that it enforces.
+	sock, records := datagrams(t)
+	out, err := exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", sock).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "stop it first") || !strings.Contains(string(out), fmt.Sprintf("pid %d", loaderPID)) {
 		t.Errorf("detach under a running enforce: %v\n%s", err, out)
 	}
 	mustDrop(t, l, l.PeerNS, l.Peer4, ap(l.Host4, 22))
+	select {
+	case r := <-records:
+		t.Errorf("a refused detach recorded %q", r)
+	case <-time.After(300 * time.Millisecond):
+	}
 
 	// The loader first: killed second, it might already have exited on
 	// its own after seeing the worker die.
@@ -314,7 +320,6 @@ func TestEnforcementSurvivesKillAndDetachRemovesIt(t *testing.T) {
 		t.Fatalf("after kill -9: %d ingress and %d egress programs, want 1 and 1", in, eg)
 	}
 
-	sock, records := datagrams(t)
 	out, err = exec.Command(binary, "detach", "--pin-dir", e.pinDir, "--syslog", sock).CombinedOutput()
 	if err != nil {
 		t.Fatalf("detach: %v\n%s", err, out)

@@ -83,6 +83,9 @@ func Lock(pinDir string) (*os.File, error) {
 			return nil, fmt.Errorf("create pin directory %s: %w", pinDir, err)
 		}
 		f, err := os.Open(pinDir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // its holder removed it as it ended: make it again
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open pin directory %s: %w", pinDir, err)
 		}
@@ -194,9 +197,13 @@ func Detach(pinDir string, log hclog.Logger) ([]string, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("detach must run as root (running as uid %d): the pins are root's", os.Geteuid())
 	}
+	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {
+		log.Info("nothing to detach", "pin_dir", pinDir)
+		return nil, nil
+	}
 	lock, err := Lock(pinDir)
 	if errors.Is(err, ErrLocked) {
-		return nil, fmt.Errorf("%w: stop it first (systemctl stop pci-segment, or SIGTERM to that pid; its pinned links keep enforcing until detach), "+
+		return nil, fmt.Errorf("%w: stop it first (systemctl stop pci-segment.socket pci-segment.service: the socket would start it again; or SIGTERM to that pid; its pinned links keep enforcing until detach), "+
 			"since a running enforce would go on reporting that it enforces", err)
 	}
 	if err != nil {

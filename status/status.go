@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -161,16 +162,21 @@ func Gather(o Options) *Status {
 	if err != nil {
 		g.unavailable("pci-segment processes", err)
 	}
-	if o.StateDir == "" {
-		// The worker's is absolute (the loader makes it so); the
-		// loader's, as typed, may not be.
-		o.StateDir = flagOf(inst.procs[inst.worker].args, "--state-dir", "")
-		if loaders := flagOf(inst.loaderArgs, "--state-dir", ""); o.StateDir == "" && filepath.IsAbs(loaders) {
-			o.StateDir = loaders
+	if o.StateDir == "" && inst.loader != 0 {
+		// The root loader's command line, not the worker's (which the
+		// worker could rewrite), resolved from the loader's working
+		// directory when relative (root may read it).
+		o.StateDir = flagOf(inst.loaderArgs, "--state-dir", DefaultStateDir)
+		if !filepath.IsAbs(o.StateDir) {
+			cwd, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(inst.loader), "cwd"))
+			o.StateDir = filepath.Join(cwd, o.StateDir)
+			if err != nil {
+				o.StateDir = flagOf(inst.procs[inst.worker].args, "--state-dir", "")
+			}
 		}
-		o.StateDir = cmp.Or(o.StateDir, DefaultStateDir)
-		s.StateDir = o.StateDir
 	}
+	o.StateDir = cmp.Or(o.StateDir, DefaultStateDir)
+	s.StateDir = o.StateDir
 	for _, extra := range inst.others {
 		g.finding(fmt.Sprintf("another loader (pid %d) also names this pin directory", extra))
 	}

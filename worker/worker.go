@@ -407,9 +407,8 @@ func syslogAnchor(fd int, copied prometheus.Gauge, log hclog.Logger) func([]byte
 		return nil
 	}
 	copied.Set(1)
-	host, _ := os.Hostname()
 	return func(line []byte) {
-		if _, err := unix.Write(fd, audit.SyslogMessage(host, line)); err != nil {
+		if _, err := unix.Write(fd, audit.SyslogMessage(line)); err != nil {
 			copied.Set(0)
 			log.Warn("audit seal not copied to syslog", "error", err)
 			return

@@ -11,7 +11,7 @@ import (
 )
 
 type auditCmd struct {
-	Verify auditVerifyCmd `cmd:"" help:"Check the audit trail's chain: every file, rotated and compressed ones too. Exit 0 intact, 1 tampered or broken, 2 error, 3 not verified (no --key: order and links only, an edited record would not show)."`
+	Verify auditVerifyCmd `cmd:"" help:"Check the audit trail's chain: every file, rotated and compressed ones too. Exit 0 intact, 1 tampered or broken, 2 error, 3 not verified (no --key: order and links only, an edited record would not show; or --seals holding no seal)."`
 }
 
 type auditVerifyCmd struct {
@@ -51,6 +51,7 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 			return 2
 		}
 		sealsFound = len(seals)
+		rep.SealsChecked = &sealsFound
 		err = audit.CheckSeals(c.Dir, seals)
 		if p, ok := err.(*audit.Problem); ok {
 			rep.Problem = p
@@ -96,6 +97,8 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "FAILED at %s line %d: record %d %s: %s\n", filepath.Base(p.File), p.Line, p.Seq, p.Kind, p.Why)
 		case !rep.Keyed:
 			fmt.Fprintf(stdout, "NOT VERIFIED: order and links hold up to record %d; give --key to check the MACs\n", rep.LastSeq)
+		case sealsFound == 0:
+			fmt.Fprintf(stdout, "NOT VERIFIED: the MACs hold up to record %d, but the seals asked for were not there to check\n", rep.LastSeq)
 		default:
 			fmt.Fprintf(stdout, "intact, up to record %d\n", rep.LastSeq)
 		}

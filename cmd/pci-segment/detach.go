@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,9 +26,12 @@ type detachCmd struct {
 // whether it all did: ending enforcement is a change to a security
 // control (PCI-DSS Req 10.2.1.7), whether or not the service runs.
 func (c detachCmd) run(log hclog.Logger) error {
+	// Not stopped half-way by `enforce --replace`, which signals the pin
+	// directory's lock holder: it waits, then says who held it.
+	signal.Ignore(syscall.SIGTERM)
 	links, err := pins.Detach(c.PinDir, log)
-	if len(links) == 0 && err == nil {
-		return nil // nothing was enforcing: nothing changed
+	if len(links) == 0 && (err == nil || errors.Is(err, pins.ErrLocked)) {
+		return err // nothing changed
 	}
 	now := time.Now().UTC()
 	r := audit.Record{Time: now.Format(time.RFC3339Nano), TimeNS: now.UnixNano(), Type: audit.TypeDetached, Outcome: "success",
@@ -58,7 +64,7 @@ func (c detachCmd) record(r audit.Record) error {
 		return err
 	}
 	defer conn.Close()
-	_, err = conn.Write(audit.SyslogMessage(r.Host, b))
+	_, err = conn.Write(audit.SyslogMessage(b))
 	return err
 }
 
