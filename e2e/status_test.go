@@ -31,6 +31,7 @@ type statusJSON struct {
 	} `json:"viewer"`
 	PinDir    string           `json:"pin_dir"`
 	StateDir  string           `json:"state_dir"`
+	AuditDir  string           `json:"audit_dir"`
 	Loader    *statusProcess   `json:"loader"`
 	Worker    *statusProcess   `json:"worker"`
 	Overrides []statusOverride `json:"overrides"`
@@ -402,8 +403,9 @@ func TestStatusShowsTheSplitAsProcSeesIt(t *testing.T) {
 		if err == nil {
 			err = json.Unmarshal(out, &own)
 		}
-		if err != nil || own.StateDir != e.stateDir || own.Landlock == nil {
-			t.Errorf("status without --state-dir: %v; state dir %q, want %q, and a Landlock report", err, own.StateDir, e.stateDir)
+		if err != nil || own.StateDir != e.stateDir || own.AuditDir != e.auditDir || own.Landlock == nil {
+			t.Errorf("status without --state-dir: %v; state dir %q audit dir %q, want %q and %q, and a Landlock report",
+				err, own.StateDir, own.AuditDir, e.stateDir, e.auditDir)
 		}
 		if s.Policy != nil && !slices.Equal(s.Policy.Governed, []string{"ingress", "egress"}) {
 			t.Errorf("governed %q, want both directions, as labPolicy's policyTypes say", s.Policy.Governed)

@@ -36,7 +36,7 @@ type Options struct {
 	Labels   string   // the host's labels; "" for none
 	PinDir   string   // the enforcing instance's --pin-dir
 	StateDir string   // its --state-dir; "" for the running instance's (status finds it)
-	AuditDir string   // its --audit-dir
+	AuditDir string   // its --audit-dir; "" for the running instance's
 	Key      string   // audit first key file or directory; "" to check order and links only
 	Version  string   // the product version
 	// Now and Status are the moment and the live state (status.Gather
@@ -245,8 +245,9 @@ func Build(o Options) *Report {
 	if r.Privilege.Findings == nil {
 		r.Privilege.Findings = []string{}
 	}
-	r.Audit = auditReport(o.AuditDir, cmp.Or(o.StateDir, st.StateDir), o.Key)
-	r.Unmatched = unmatched(st, r.Live, o.AuditDir)
+	auditDir := cmp.Or(o.AuditDir, st.AuditDir, status.DefaultAuditDir)
+	r.Audit = auditReport(auditDir, cmp.Or(o.StateDir, st.StateDir), o.Key)
+	r.Unmatched = unmatched(st, r.Live, auditDir)
 	return r
 }
 

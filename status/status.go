@@ -35,6 +35,8 @@ type Status struct {
 	Viewer   Viewer    `json:"viewer"`
 	PinDir   string    `json:"pin_dir"`
 	StateDir string    `json:"state_dir"`
+	// AuditDir is the instance's --audit-dir, as its loader was started.
+	AuditDir string `json:"audit_dir"`
 
 	// Loader and Worker are nil when no such process runs.
 	Loader *Process `json:"loader"`
@@ -142,8 +144,11 @@ type Verdicts struct {
 	WouldDenyBytes   uint64 `json:"would_deny_bytes"`
 }
 
-// DefaultStateDir is enforce's default --state-dir.
-const DefaultStateDir = "/var/lib/pci-segment"
+// Enforce's default --state-dir and --audit-dir.
+const (
+	DefaultStateDir = "/var/lib/pci-segment"
+	DefaultAuditDir = "/var/log/pci-segment"
+)
 
 // Gather reads the instance o names. It never fails: what it cannot read
 // is listed in Unavailable.
@@ -162,21 +167,28 @@ func Gather(o Options) *Status {
 	if err != nil {
 		g.unavailable("pci-segment processes", err)
 	}
-	if o.StateDir == "" && inst.loader != 0 {
-		// The root loader's command line, not the worker's (which the
-		// worker could rewrite), resolved from the loader's working
-		// directory when relative (root may read it).
-		o.StateDir = flagOf(inst.loaderArgs, "--state-dir", DefaultStateDir)
-		if !filepath.IsAbs(o.StateDir) {
+	// The instance's directories from the root loader's command line,
+	// not the worker's (which the worker could rewrite), resolved from the
+	// loader's working directory when relative (root may read it; without
+	// it, the worker's, which the loader made absolute).
+	dirOf := func(flag, def string) string {
+		if inst.loader == 0 {
+			return def
+		}
+		d := flagOf(inst.loaderArgs, flag, def)
+		if !filepath.IsAbs(d) {
 			cwd, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(inst.loader), "cwd"))
-			o.StateDir = filepath.Join(cwd, o.StateDir)
+			d = filepath.Join(cwd, d)
 			if err != nil {
-				o.StateDir = flagOf(inst.procs[inst.worker].args, "--state-dir", "")
+				d = cmp.Or(flagOf(inst.procs[inst.worker].args, flag, ""), def)
 			}
 		}
+		return d
 	}
-	o.StateDir = cmp.Or(o.StateDir, DefaultStateDir)
-	s.StateDir = o.StateDir
+	if o.StateDir == "" {
+		o.StateDir = dirOf("--state-dir", DefaultStateDir)
+	}
+	s.StateDir, s.AuditDir = o.StateDir, dirOf("--audit-dir", DefaultAuditDir)
 	for _, extra := range inst.others {
 		g.finding(fmt.Sprintf("another loader (pid %d) also names this pin directory", extra))
 	}

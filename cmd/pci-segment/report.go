@@ -19,7 +19,7 @@ type reportCmd struct {
 	Labels   string   `help:"This host's labels k=v,..., as enforce has them: which policies apply, and the allowances."`
 	PinDir   string   `default:"/sys/fs/bpf/pci-segment" help:"The enforcing instance's --pin-dir, for the live state."`
 	StateDir string   `help:"Its --state-dir (Landlock report, audit chain state). Default: the running instance's, else /var/lib/pci-segment."`
-	AuditDir string   `default:"/var/log/pci-segment" help:"Its --audit-dir, for the audit log's span and verification."`
+	AuditDir string   `help:"Its --audit-dir, for the audit log's span and verification. Default: the running instance's, else /var/log/pci-segment."`
 	Key      string   `help:"The audit chains' first keys (a file, or the loader's --key-dir, /var/lib/pci-segment-keys): MACs are checked only with them."`
 }
 
