@@ -326,9 +326,9 @@ func (s *supervisor) handle(m ipc.Message) error {
 		if rest != "" {
 			why += " (and more: the worker's log has every finding)"
 		}
-		why = strconv.Quote(why) // escapes any control character left
-		s.log.Warn("worker refused to reload; the policy in force stays", "reason", why)
-		s.notify("READY=1", "STATUS=reload refused, the policy in force stays: "+why)
+		s.log.Warn("worker refused to reload; the policy in force stays", "reason", why) // hclog escapes it
+		// Quoted: escapes any control character left.
+		s.notify("READY=1", "STATUS=reload refused, the policy in force stays: "+strconv.Quote(why))
 	case ipc.Alive:
 		// The watchdog hears from the loader only what the worker
 		// confirms: a worker that hangs or keeps dying lets it fire.
