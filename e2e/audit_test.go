@@ -132,6 +132,12 @@ func TestAuditTrailVerifiesWithTheLoadersKey(t *testing.T) {
 		t.Errorf("audit verify without --key: %v\n%s", err, out)
 	}
 
+	// A key directory without this chain's key names the chain.
+	out, err = exec.Command(binary, "audit", "verify", "--key", t.TempDir(), "--state-dir", e.stateDir, e.auditDir).CombinedOutput()
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 3 || !strings.Contains(string(out), "no first key for chain") {
+		t.Errorf("audit verify with a key directory lacking the chain's key: %v\n%s", err, out)
+	}
+
 	// A clean stop sealed the epoch, so the state anchors the last
 	// record: a copy of the log with its last record cut fails.
 	cut := t.TempDir()

@@ -70,6 +70,11 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%d records in %d files, %d chains\n", rep.Records, len(rep.Files), len(rep.Chains))
 		if !rep.Keyed {
 			fmt.Fprintln(stdout, "MACs NOT checked: no first key given for every chain (--key), so an edited record would not show; only order and links were checked")
+			for _, chain := range rep.Chains {
+				if _, ok := keys[chain]; !ok && c.Key != "" {
+					fmt.Fprintf(stdout, "no first key for chain %s in %s (a build before --key-dir kept them in the state directory's audit-keys/: docs/HARDENING.md says how to move them)\n", chain, c.Key)
+				}
+			}
 		}
 		switch {
 		case state == nil:
