@@ -23,7 +23,7 @@ type Options struct {
 	// it).
 	PinDir string
 	// StateDir is its --state-dir, where the worker's Landlock report is;
-	// "" for the running instance's (its worker's command line says), or
+	// "" for the running instance's (its loader's command line says), or
 	// DefaultStateDir without one.
 	StateDir string
 }

@@ -109,7 +109,11 @@ func (a *applier) apply(set *policy.Set, compiled *policy.Compiled, gen uint64, 
 	a.met.PolicyGeneration.Set(float64(gen))
 	a.met.Policies.Set(float64(len(compiled.Policies)))
 	for _, d := range []policy.Direction{policy.Ingress, policy.Egress} {
-		a.met.Governed.WithLabelValues(d.String()).Set(map[bool]float64{true: 1}[compiled.Governed[d]])
+		governed := 0.0
+		if compiled.Governed[d] {
+			governed = 1
+		}
+		a.met.Governed.WithLabelValues(d.String()).Set(governed)
 	}
 	if !compiled.Governed[policy.Ingress] && !compiled.Governed[policy.Egress] {
 		a.log.Warn("no applying policy governs ingress or egress: nothing is filtered", "policies", len(compiled.Policies), "labels", a.cfg.Labels)

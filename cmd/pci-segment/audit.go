@@ -43,20 +43,20 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 		}
 	}
 	rep, err := audit.Verify(c.Dir, keys, state)
-	sealsFound := -1
 	if err == nil && c.Seals != "" {
 		seals, serr := audit.ReadSeals(c.Seals)
 		if serr != nil {
 			fmt.Fprintln(stderr, serr)
 			return 2
 		}
-		sealsFound = len(seals)
-		rep.SealsChecked = &sealsFound
+		n := len(seals)
+		rep.SealsChecked = &n
 		err = audit.CheckSeals(c.Dir, seals)
 		if p, ok := err.(*audit.Problem); ok {
 			rep.Problem = p
 		}
 	}
+	noSeals := rep.SealsChecked != nil && *rep.SealsChecked == 0 // asked for, none there
 	var p *audit.Problem
 	if err != nil && !errors.As(err, &p) {
 		fmt.Fprintln(stderr, err)
@@ -85,10 +85,10 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 				rep.Anchored, rep.Anchored+1, rep.LastSeq, audit.EpochRecords, audit.EpochDuration)
 		}
 		switch {
-		case sealsFound == 0:
+		case noSeals:
 			fmt.Fprintf(stdout, "seals NOT checked: %s holds no seal record, so nothing was held against syslog\n", c.Seals)
-		case sealsFound > 0 && p == nil:
-			fmt.Fprintf(stdout, "%d seals in %s, each in the log as syslog has it\n", sealsFound, c.Seals)
+		case rep.SealsChecked != nil && p == nil:
+			fmt.Fprintf(stdout, "%d seals in %s, each in the log as syslog has it\n", *rep.SealsChecked, c.Seals)
 		}
 		if state != nil && c.Seals == "" {
 			// The state is the worker's own file: it shows a cut made by
@@ -102,7 +102,7 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "FAILED at %s line %d: record %d %s: %s\n", filepath.Base(p.File), p.Line, p.Seq, p.Kind, p.Why)
 		case !rep.Keyed:
 			fmt.Fprintf(stdout, "NOT VERIFIED: order and links hold up to record %d; give --key to check the MACs\n", rep.LastSeq)
-		case sealsFound == 0:
+		case noSeals:
 			fmt.Fprintf(stdout, "NOT VERIFIED: the MACs hold up to record %d, but the seals asked for were not there to check\n", rep.LastSeq)
 		default:
 			fmt.Fprintf(stdout, "intact, up to record %d\n", rep.LastSeq)
@@ -111,7 +111,7 @@ func (c auditVerifyCmd) run(stdout, stderr io.Writer) int {
 	switch {
 	case p != nil:
 		return 1
-	case !rep.Keyed || sealsFound == 0:
+	case !rep.Keyed || noSeals:
 		return 3
 	}
 	return 0

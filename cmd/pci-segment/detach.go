@@ -48,9 +48,8 @@ func (c detachCmd) run(log hclog.Logger) error {
 	return err
 }
 
-// record sends r to syslog as the worker sends its seals: authpriv.notice,
-// tagged pci-segment-audit, with the host's name. Its seq is 0: it is not
-// in the chain.
+// record sends r to syslog as the worker sends its seals
+// (audit.SyslogMessage). Its seq is 0: it is not in the chain.
 func (c detachCmd) record(r audit.Record) error {
 	if c.Syslog == "" {
 		return nil
